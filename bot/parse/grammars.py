@@ -1,0 +1,45 @@
+"""Build the Lark parsers once per process, from the .lark files, with a disk cache.
+
+LALR with the contextual lexer: linear time, and the lexer only tries the terminals
+that can follow, which keeps free-text terminals from swallowing structure.
+The Transformer runs inside the parser (no tree is built), which roughly halves the cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from lark import Lark, Transformer
+
+from bot import __version__
+from bot.resources import grammar_dir
+
+
+def _cache_file(name: str) -> str:
+    # Keyed by the grammar text and our version, so an upgrade never reads stale tables.
+    folder = Path(os.environ.get("WHYFAILED_CACHE_DIR") or Path(tempfile.gettempdir()) / "whyfailed-lark")
+    digest = hashlib.sha1()
+    for path in sorted(grammar_dir().glob("*.lark")):
+        digest.update(path.read_bytes())
+    digest.update(__version__.encode())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return ""
+    return str(folder / f"{name}-{digest.hexdigest()[:16]}.cache")
+
+
+@cache
+def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
+    path = grammar_dir() / f"{name}.lark"
+    options = dict(parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False)
+    cache_file = _cache_file(name)
+    try:
+        return Lark.open(str(path), cache=cache_file or False, **options)
+    except (OSError, EOFError, ValueError):
+        # An unreadable or corrupt cache must never stop the bot: build without it.
+        return Lark.open(str(path), **options)

@@ -1,0 +1,121 @@
+"""Read one SMTP reply as MTAs quote it: code, enhanced status, text, stage, remote host.
+
+Used for Postfix status texts, bounce Diagnostic-Code fields and NDR lines alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from lark import Transformer
+from lark.exceptions import LarkError
+
+from bot.parse.grammars import parser
+from bot.parse.peers import split_peer
+
+# "(in reply to RCPT TO command)" and friends: the step the reply answered.
+_IN_REPLY_TO = {
+    "mail from": "mail",
+    "rcpt to": "rcpt",
+    "data": "data",
+    "end of data": "end-of-data",
+    "ehlo": "ehlo",
+    "helo": "ehlo",
+    "lhlo": "ehlo",
+    "starttls": "starttls",
+    "auth": "auth",
+    "xforward": "ehlo",
+    "xclient": "ehlo",
+}
+
+# Phrases that name the step without the "(in reply to ...)" suffix.
+_STAGE_PHRASES = (
+    ("initial server greeting", "connect"),
+    ("while sending mail from", "mail"),
+    ("while sending rcpt to", "rcpt"),
+    ("while sending data command", "data"),
+    ("while sending message body", "end-of-data"),
+    ("while sending end of data", "end-of-data"),
+    ("after end of data", "end-of-data"),
+    ("after rcpt to", "rcpt"),
+    ("after mail from", "mail"),
+    ("after data", "data"),
+    ("[rcpt_to]", "rcpt"),
+    ("[mail_from]", "mail"),
+    ("[data]", "end-of-data"),
+    ("connect to ", "connect"),
+    ("connection refused", "connect"),
+    ("connection timed out", "connect"),
+    ("no route to host", "connect"),
+    ("network is unreachable", "connect"),
+    ("name service error", "dns"),
+    ("host or domain name not found", "dns"),
+    ("host not found", "dns"),
+    ("mx record", "dns"),
+    ("starttls", "starttls"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int | None
+    enhanced: str | None
+    text: str  # the whole reply text, code included, suffix removed
+    stage: str | None
+    remote_host: str | None = None
+    remote_ip: str | None = None
+
+
+class ReplyTransformer(Transformer):
+    def host_said(self, children):
+        return ("peer", str(children[0]))
+
+    def remote_server(self, children):
+        return ("origin", "remote")
+
+    def remote_said(self, children):
+        return ("origin", "remote")
+
+    def start(self, children):
+        fields = {}
+        for child in children:
+            if isinstance(child, tuple):
+                fields[child[0]] = child[1]
+            else:
+                fields[child.type] = str(child)
+        return fields
+
+
+def _strip_stage_suffix(text: str) -> tuple[str, str | None]:
+    lowered = text.lower()
+    at = lowered.rfind("(in reply to ")
+    if at < 0:
+        return text, None
+    end = lowered.find(" command", at)
+    name = lowered[at + len("(in reply to ") : end if end > 0 else None].strip(" )")
+    return text[:at].rstrip(), _IN_REPLY_TO.get(name)
+
+
+def stage_from_text(text: str) -> str | None:
+    lowered = text.lower()
+    for phrase, stage in _STAGE_PHRASES:
+        if phrase in lowered:
+            return stage
+    return None
+
+
+@lru_cache(maxsize=4096)
+def parse_reply(text: str) -> Reply:
+    """Parse a quoted reply; text that holds no reply still yields its stage hints."""
+    body, stage = _strip_stage_suffix(text.strip())
+    try:
+        fields = parser("reply", ReplyTransformer).parse(body)
+    except LarkError:
+        return Reply(None, None, body, stage or stage_from_text(body))
+    code = int(fields["REPLY_CODE_ANY"][:3])
+    enhanced = fields.get("ENHANCED")
+    rest = fields.get("REPLY_TEXT", "").rstrip("'")
+    host, ip = split_peer(fields["peer"]) if "peer" in fields else (None, None)
+    reply_text = " ".join(x for x in (str(code), enhanced, rest) if x)
+    return Reply(code, enhanced, reply_text, stage or stage_from_text(rest), host, ip)

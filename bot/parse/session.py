@@ -1,0 +1,36 @@
+"""VisNetic / IceWarp / Merak session logs: 'IP [session] time >>> payload'."""
+
+from __future__ import annotations
+
+from lark.exceptions import LarkError
+
+from bot.parse.grammars import parser
+from bot.parse.smtp_lines import SmtpLineTransformer
+from bot.parse.timestamps import parse_any
+
+
+class SessionTransformer(SmtpLineTransformer):
+    def sent(self, children):
+        return {**children[0], "arrow": ">>>"}
+
+    def received(self, children):
+        return {**children[0], "arrow": "<<<"}
+
+    def system(self, children):
+        return {"kind": "system", "text": str(children[0])}
+
+    def start(self, children):
+        peer, session, stamp, body = children
+        fields = dict(body)
+        fields["session"] = str(session)
+        fields["timestamp"] = parse_any(stamp.type, str(stamp))
+        if str(peer) != "SYSTEM":
+            fields["remote_ip"] = str(peer)
+        return fields
+
+
+def parse_session_line(line: str) -> dict | None:
+    try:
+        return parser("session", SessionTransformer).parse(line)
+    except LarkError:
+        return None
