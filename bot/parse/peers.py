@@ -11,7 +11,7 @@ def split_peer(peer: str) -> tuple[str | None, str | None]:
     close_at = peer.find("]", open_at)
     host = peer[:open_at] or None
     ip = peer[open_at + 1 : close_at if close_at > 0 else None] or None
-    if host == "unknown":
+    if host in ("unknown", "none"):
         host = None
     return host, ip
 

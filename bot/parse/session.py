@@ -10,11 +10,15 @@ from bot.parse.timestamps import parse_any
 
 
 class SessionTransformer(SmtpLineTransformer):
+    # ">>>" is what the logging server sent. When it sent commands it was the client,
+    # so the message was going out; when it sent replies, the message was coming in.
     def sent(self, children):
-        return {**children[0], "arrow": ">>>"}
+        fields = children[0]
+        return {**fields, "direction": "out" if fields["role"] == "client" else "in"}
 
     def received(self, children):
-        return {**children[0], "arrow": "<<<"}
+        fields = children[0]
+        return {**fields, "direction": "in" if fields["role"] == "client" else "out"}
 
     def system(self, children):
         return {"kind": "system", "text": str(children[0])}

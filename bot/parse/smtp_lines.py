@@ -23,10 +23,10 @@ class SmtpLineTransformer(Transformer):
     def smtp_reply(self, children):
         code_token = str(children[0])
         fields = {
-            "kind": "reply",
+            # "250-PIPELINING": one line of a multi-line reply; the last line has no dash
+            "kind": "reply-continued" if code_token.endswith("-") else "reply",
             "role": "server",
             "reply_code": int(code_token[:3]),
-            "continued": code_token.endswith("-"),
         }
         text_parts = [code_token[:3]]
         for child in children[1:]:

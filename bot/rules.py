@@ -1,0 +1,155 @@
+"""Deliveries -> diagnoses, by the rules in the knowledge articles.
+
+The server's words weigh most, then the SMTP stage, the codes and the receiving vendor;
+codes alone never give more than a low-confidence answer. Phrases are plain substrings of
+lower-cased, white-space-folded text: there is no regular expression to backtrack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.codes import explain_codes
+from bot.knowledge import Article, Rule, load_articles
+from bot.model import Attempt, Delivery, Diagnosis, Related
+from bot.vendors import detect_vendor
+
+THRESHOLD = 0.3  # below this, nothing wins and the diagnosis is `unknown`
+CODE_BONUS = 0.1
+FAILED = ("deferred", "bounced", "rejected", "expired", "unknown")
+
+
+@dataclass(frozen=True)
+class Facts:
+    status: str
+    stage: str | None
+    reply_code: int | None
+    enhanced: str | None
+    text: str  # lower case, white space folded
+    vendor: str | None
+
+    @classmethod
+    def of(cls, attempt: Attempt, status: str | None = None) -> Facts:
+        text = " ".join((attempt.text or "").lower().split())
+        return cls(status=status or attempt.status, stage=attempt.stage, reply_code=attempt.reply_code,
+                   enhanced=attempt.enhanced_status, text=text,
+                   vendor=detect_vendor(attempt.remote_host, attempt.text))
+
+
+def _code_matches(codes: tuple[str, ...], facts: Facts) -> bool:
+    for code in codes:
+        if "." in code:
+            if facts.enhanced and (code == facts.enhanced or (code[0] == "X" and code[1:] == facts.enhanced[1:])):
+                return True
+        elif facts.reply_code is not None and code == str(facts.reply_code):
+            return True
+    return False
+
+
+def score_rule(rule: Rule, facts: Facts) -> float:
+    if rule.vendors and facts.vendor not in rule.vendors:
+        return 0.0
+    if rule.stages and facts.stage is not None and facts.stage not in rule.stages:
+        return 0.0
+    text = facts.text
+    if rule.unless and any(p in text for p in rule.unless):
+        return 0.0
+    if rule.also and not all(p in text for p in rule.also):
+        return 0.0
+    if rule.phrases:
+        if not any(p in text for p in rule.phrases):
+            return 0.0
+        return rule.weight + (CODE_BONUS if rule.codes and _code_matches(rule.codes, facts) else 0.0)
+    if rule.codes:
+        return rule.weight if _code_matches(rule.codes, facts) else 0.0
+    return rule.weight  # status-only rule (the article's statuses already matched)
+
+
+def score_article(article: Article, facts: Facts) -> float:
+    if facts.status not in (article.statuses or FAILED):
+        return 0.0
+    return min(0.98, max((score_rule(rule, facts) for rule in article.rules), default=0.0))
+
+
+def best_match(facts: Facts, articles: dict[str, Article], exclude: tuple[str, ...] = ()) -> tuple[Article, float]:
+    best: tuple[float, int, str] | None = None
+    for article in articles.values():
+        if article.id in exclude or article.id == "unknown":
+            continue
+        score = score_article(article, facts)
+        if score >= THRESHOLD and (best is None or (score, article.priority) > best[:2]):
+            best = (score, article.priority, article.id)
+    if best is None:
+        return articles["unknown"], 0.0
+    return articles[best[2]], best[0]
+
+
+def _summary(article: Article, delivery: Delivery, attempt: Attempt) -> str:
+    recipient = delivery.recipient or "the recipient"
+    values = {
+        "recipient": recipient,
+        "domain": recipient.rpartition("@")[2] or recipient,
+        "sender": delivery.sender or "the sender",
+        "remote": attempt.remote_host or attempt.remote_ip or "the receiving server",
+        "code": attempt.reply_code or "",
+        "enhanced": attempt.enhanced_status or "",
+    }
+    try:
+        return article.summary.format_map(values)
+    except (KeyError, ValueError, IndexError):
+        return article.summary
+
+
+def _related_for_history(delivery: Delivery, articles: dict[str, Article]) -> tuple[Related, ...]:
+    """Transient failures earlier in the story: what held the message up before the outcome."""
+    seen: dict[str, Related] = {}
+    for attempt in delivery.attempts[:-1]:
+        if attempt.status != "deferred":
+            continue
+        article, score = best_match(Facts.of(attempt), articles, exclude=("expired-in-queue",))
+        if article.id not in seen:
+            when = f" at {attempt.timestamp:%H:%M:%S}" if attempt.timestamp else ""
+            seen[article.id] = Related(article.id, article.title, f"deferred{when}: {attempt.text or ''}".strip())
+    return tuple(seen.values())
+
+
+def diagnose_delivery(delivery: Delivery, articles: dict[str, Article] | None = None) -> Diagnosis:
+    articles = articles or load_articles()
+    attempt = delivery.final or Attempt(status="unknown")
+    facts = Facts.of(attempt, delivery.status)
+    related = _related_for_history(delivery, articles)
+    if delivery.status == "expired" and "expired-in-queue" in articles:
+        article, score = articles["expired-in-queue"], 0.9
+        cause, cause_score = best_match(Facts.of(attempt, "deferred"), articles, exclude=("expired-in-queue",))
+        if cause.id != "unknown":
+            related = (Related(cause.id, cause.title, f"last reason given: {attempt.text or ''}"),) + tuple(
+                r for r in related if r.id != cause.id)
+    else:
+        article, score = best_match(facts, articles)
+    if article.id == "delivered" and related:
+        notes = ", ".join(r.title.lower() for r in related)
+        summary = f"Delivered after a temporary failure that resolved itself ({notes})."
+    else:
+        summary = _summary(article, delivery, attempt)
+    explanation = explain_codes(attempt.reply_code, attempt.enhanced_status)
+    if article.id == "unknown":
+        summary = "No rule recognises this reply. " + (explanation or "The log gives no reply code to explain.")
+    return Diagnosis(
+        id=article.id,
+        title=article.title,
+        severity=article.severity,
+        who_acts=article.who_acts,
+        confidence=round(score, 2),
+        summary=summary,
+        next_steps=tuple(article.next_steps()),
+        article=f"knowledge/{article.id}.md",
+        explanation=explanation,
+        related=related,
+    )
+
+
+def diagnose_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
+    articles = load_articles()
+    for delivery in deliveries:
+        delivery.diagnosis = diagnose_delivery(delivery, articles)
+    return deliveries

@@ -1,0 +1,69 @@
+"""Every knowledge article is its own test: its examples must diagnose to its id,
+its near-misses must not (the fail2ban way: each rule carries the lines that prove it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.knowledge import load_articles
+from bot.model import Attempt, Delivery
+from bot.report import diagnose_text
+from bot.rules import diagnose_delivery
+
+ARTICLES = load_articles()
+
+
+def _status_for(example: dict) -> str:
+    if example.get("status"):
+        return example["status"]
+    code = str(example["reply"]).strip()[:1]
+    return {"2": "delivered", "4": "deferred"}.get(code, "bounced")
+
+
+def _diagnose_example(example: dict) -> list[str]:
+    """The diagnosis ids an example yields (one per delivery it contains)."""
+    if "reply" in example:
+        from bot.parse.reply import parse_reply
+
+        reply = parse_reply(str(example["reply"]))
+        attempt = Attempt(status=_status_for(example), stage=example.get("stage") or reply.stage,
+                          reply_code=reply.code, enhanced_status=reply.enhanced, text=str(example["reply"]),
+                          remote_host=example.get("remote"))
+        return [diagnose_delivery(Delivery(recipient="bob@example.org", attempts=[attempt]), ARTICLES).id]
+    report = diagnose_text(str(example["log"]))
+    return [d.diagnosis.id for d in report.deliveries]
+
+
+def _cases(kind: str):
+    for article in ARTICLES.values():
+        for index, example in enumerate(getattr(article, kind)):
+            yield pytest.param(article.id, example, id=f"{article.id}-{index + 1}")
+
+
+def test_every_taxonomy_id_has_an_article():
+    taxonomy = """unknown-user mailbox-disabled mailbox-full recipient-rejected dns-mx-failure dns-lookup-failed
+    host-unreachable tls-failure expired-in-queue relay-denied blocked-reputation reverse-dns-missing
+    auth-spf-dkim-dmarc smtp-auth-failed sender-rejected rate-limited greylisted spam-content-rejected
+    virus-attachment message-too-large policy-rejected remote-server-error smtp-protocol-error mail-loop
+    suppressed-by-provider delivered auto-reply spam-complaint unknown""".split()
+    assert sorted(taxonomy) == sorted(ARTICLES)
+
+
+def test_every_article_has_the_body_sections_and_steps():
+    for article in ARTICLES.values():
+        for section in ("what happened", "why it happens", "next steps", "references"):
+            assert article.sections.get(section), f"{article.id}: missing '## {section.title()}'"
+        assert article.next_steps(), f"{article.id}: Next steps has no checklist"
+
+
+@pytest.mark.parametrize(("article_id", "example"), list(_cases("examples")))
+def test_example_diagnoses_to_its_article(article_id, example):
+    found = _diagnose_example(example)
+    assert article_id in found, f"{article_id} example diagnosed as {found}: {example}"
+
+
+@pytest.mark.parametrize(("article_id", "example"), list(_cases("near_misses")))
+def test_near_miss_does_not_diagnose_to_its_article(article_id, example):
+    found = _diagnose_example(example)
+    assert found, f"near-miss for {article_id} produced no delivery: {example}"
+    assert article_id not in found, f"near-miss for {article_id} matched it: {example}"
