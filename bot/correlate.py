@@ -140,6 +140,7 @@ class _Session:
         self.direction: str | None = None
         self.remote_ip: str | None = None
         self.failure: tuple[Event, str] | None = None  # a session-wide failure (greeting, EHLO, DNS)
+        self.dns_failure: Delivery | None = None
 
 
 class SessionCorrelator:
@@ -270,11 +271,17 @@ class SessionCorrelator:
         session.context.append(_evidence(event))
         failed_dns = text.startswith("dns query") and "[ok" not in text
         if failed_dns or "no mx" in text or "cannot resolve" in text or "could not resolve" in text:
+            if session.dns_failure is not None:  # more lines about the same failed lookup
+                attempt = session.dns_failure.final
+                attempt.text = f"{attempt.text} {event.text}"
+                attempt.evidence.append(_evidence(event))
+                return
             domain = (event.text or "").split("'")[1] if (event.text or "").count("'") >= 2 else None
             delivery = Delivery(recipient=f"@{domain}" if domain else None, sender=session.sender, direction="out")
             delivery.attempts.append(Attempt(status="deferred" if "temporar" in text else "bounced",
                                              timestamp=event.timestamp, stage="dns", text=event.text,
                                              evidence=list(session.context)))
+            session.dns_failure = delivery
             self.deliveries.append(delivery)
         elif any(p in text for p in ("timed out", "connection refused", "cannot connect", "connection failed",
                                      "no route to host", "network is unreachable")):

@@ -197,6 +197,9 @@ def parse_bounce(text: str):
 
     original = found["original"]
     sender = parseaddr(str(original.get("From", "")))[1] or None if original is not None else None
+    if sender is None and top is not None:
+        # A bounce goes back to the original sender: its To is who sent the failed message.
+        sender = parseaddr(str(top.get("To", "")))[1] or None
     message_id = (original.get("Message-ID") or "").strip("<> ") or None if original is not None else None
 
     def locate(snippet: str) -> int:
@@ -234,6 +237,9 @@ def parse_bounce(text: str):
             continue
         block = blocks.get(address, _Recipient(address))
         record = records.get(address)
+        if only_one and not _reply_text(block.lines):
+            # Gmail-style: the reply stands apart from the sentence that names the recipient.
+            block.lines.extend(line.strip() for line in human.splitlines() if line.strip())
         values = _recipient_values(address, block, record, human if only_one else "")
         values.update(sender=sender, message_id=message_id)
         evidence = [*block.lines[:12]]

@@ -42,6 +42,8 @@ _STAGE_PHRASES = (
     ("after mail from", "mail"),
     ("after data", "data"),
     ("[rcpt_to]", "rcpt"),
+    ("does not like recipient", "rcpt"),
+    ("does not like sender", "mail"),
     ("[mail_from]", "mail"),
     ("[data]", "end-of-data"),
     ("connect to ", "connect"),

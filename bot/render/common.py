@@ -1,0 +1,64 @@
+"""What every renderer says the same way: verdicts, labels, the facts of a delivery."""
+
+from __future__ import annotations
+
+from bot.model import STAGE_LABELS, Attempt, Delivery
+
+VERDICTS = {
+    "delivered": "delivered",
+    "deferred": "deferred (temporary failure, will be retried)",
+    "bounced": "bounced (permanent failure)",
+    "rejected": "rejected by the receiving server",
+    "expired": "expired in the queue (gave up retrying)",
+    "unknown": "outcome not in the log",
+}
+ICONS = {"delivered": "✓", "deferred": "…", "bounced": "✗", "rejected": "✗", "expired": "✗", "unknown": "?"}
+MAX_EVIDENCE = 12
+
+
+def recipient_label(delivery: Delivery) -> str:
+    if delivery.recipient is None:
+        return "(no recipient reached)"
+    if delivery.recipient.startswith("@"):
+        return f"(any recipient at {delivery.recipient[1:]})"
+    return delivery.recipient
+
+
+def stage_label(attempt: Attempt | None) -> str | None:
+    if attempt is None or attempt.stage is None:
+        return None
+    return STAGE_LABELS.get(attempt.stage, attempt.stage)
+
+
+def server_label(attempt: Attempt | None) -> str | None:
+    if attempt is None:
+        return None
+    if attempt.remote_host and attempt.remote_ip:
+        return f"{attempt.remote_host} [{attempt.remote_ip}]"
+    return attempt.remote_host or attempt.remote_ip
+
+
+def clock(attempt: Attempt) -> str:
+    if attempt.timestamp is None:
+        return ""
+    if attempt.timestamp.year <= 1900:  # a session log's time of day only
+        return attempt.timestamp.strftime("%H:%M:%S")
+    return attempt.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def timeline(delivery: Delivery) -> list[str]:
+    """One line per attempt, when the story has more than one."""
+    if len(delivery.attempts) < 2:
+        return []
+    rows = []
+    for attempt in delivery.attempts:
+        reply = " ".join(x for x in (str(attempt.reply_code or ""), attempt.enhanced_status or "") if x)
+        when = clock(attempt)
+        rows.append(" ".join(x for x in (when, attempt.status, reply) if x)
+                    + (f": {shorten(attempt.text, 120)}" if attempt.text else ""))
+    return rows
+
+
+def shorten(text: str | None, limit: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
