@@ -117,3 +117,11 @@ def test_prose_around_a_paste_is_listed_as_unparsed_with_line_numbers():
     result = parse_text("can you look at this?\n```\nNov 28 10:00:00 mx1 postfix/qmgr[9]: ABCDE12345: removed\n```\nthanks")
     assert [(u.line, u.text) for u in result.unparsed] == [(1, "can you look at this?"), (5, "thanks")]
     assert result.events[0].line == 3
+
+
+def test_postfix_kv_splitter_is_the_grammars_kv_terminal():
+    from bot.parse.postfix import KV_PATTERN
+    from bot.resources import grammar_dir
+
+    grammar = (grammar_dir() / "postfix.lark").read_text()
+    assert f"KV: /{KV_PATTERN}/" in grammar

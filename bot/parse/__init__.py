@@ -51,10 +51,11 @@ def make_event(line: int, raw: str, fmt: str, values: dict) -> Event:
     return Event(line=line, raw=raw, format=fmt, **{k: v for k, v in values.items() if k in _EVENT_FIELDS})
 
 
-def parse_line(line: str) -> tuple[str, dict, int] | None:
+def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] | None:
     """(format, event fields, quality) for one logical line; quality 2 = fully understood,
     1 = framing understood but not the message (kept as an 'info' event)."""
-    kind = sniff_line(line)
+    if kind == "sniff":
+        kind = sniff_line(line)
     if kind == "session":
         values = parse_session_line(line)
         return ("session", values, 2) if values else None
@@ -106,9 +107,10 @@ def _parse_lines(lines: list[str]) -> ParseResult:
         if not stripped or stripped.startswith("```"):
             last = None if not stripped else last
             continue
-        if sniff_line(line) is None and last is not None and _try_unwrap(result, last, line):
+        kind = sniff_line(line)
+        if kind is None and last is not None and _try_unwrap(result, last, line):
             continue
-        parsed = parse_line(line)
+        parsed = parse_line(line, kind)
         if parsed is None:
             result.unparsed.append(Unparsed(number, line))
             last = {"line": number, "text": line, "quality": 0, "slot": ("unparsed", len(result.unparsed) - 1),

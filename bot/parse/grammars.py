@@ -15,6 +15,13 @@ from pathlib import Path
 
 from lark import Lark, Transformer
 
+try:  # Cython build of Lark's LALR parser and lexer: same grammars, about twice the speed.
+    import lark_cython
+
+    _PLUGINS = {"_plugins": lark_cython.plugins}
+except ImportError:  # a platform without a wheel for it still runs, just slower
+    _PLUGINS = {}
+
 from bot import __version__
 from bot.resources import grammar_dir
 
@@ -36,7 +43,8 @@ def _cache_file(name: str) -> str:
 @cache
 def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
     path = grammar_dir() / f"{name}.lark"
-    options = dict(parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False)
+    options = dict(parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False,
+                   **_PLUGINS)
     cache_file = _cache_file(name)
     try:
         return Lark.open(str(path), cache=cache_file or False, **options)

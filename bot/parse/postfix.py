@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lark import Transformer
 from lark.exceptions import LarkError
 
@@ -33,10 +35,16 @@ _REJECT_STAGES = {
 }
 
 
+# The KV terminal of grammar/postfix.lark, word for word (a test holds them together):
+# the grammar matched the whole list as one token, this splits it into pairs.
+KV_PATTERN = r"[a-z_-]+=(<[^<>\n]*>|[^,\s()]*)"
+_KV = re.compile(KV_PATTERN)
+
+
 def _kv(children) -> dict[str, str]:
     pairs = {}
-    for token in children:
-        key, _, value = str(token).partition("=")
+    for match in _KV.finditer(str(children[0])):
+        key, _, value = match.group(0).partition("=")
         pairs[key] = value
     return pairs
 
@@ -107,19 +115,19 @@ class PostfixTransformer(Transformer):
         return {"kind": "notification", "text": f"{children[0]} {children[1]}"}
 
     def reject(self, children):
-        action, stage, peer, text, pairs = children
-        fields = _reply_fields(str(text))
-        host, ip = split_peer(str(peer))
+        action, stage, peer, text, pairs = str(children[0]), str(children[1]), str(children[2]), str(children[3]), children[4]
+        fields = _reply_fields(text)
+        host, ip = split_peer(peer)
         fields.update(
             kind="reject",
             status="rejected" if action.startswith(("reject", "milter-reject")) else action.rstrip(":"),
-            stage=_REJECT_STAGES.get(str(stage), fields.get("stage")),
+            stage=_REJECT_STAGES.get(stage, fields.get("stage")),
             remote_host=host,
             remote_ip=ip,
             direction="in",
         )
-        if str(action) == "reject_warning:" or str(action) == "defer:" or str(action).startswith("defer_if"):
-            fields["status"] = "deferred" if "defer" in str(action) else "warning"
+        if action == "reject_warning:" or action.startswith("defer"):
+            fields["status"] = "deferred" if action.startswith("defer") else "warning"
         if "from" in pairs:
             fields["sender"] = strip_angle(pairs["from"])
         if "to" in pairs:

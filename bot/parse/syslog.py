@@ -2,48 +2,70 @@
 
 from __future__ import annotations
 
-from lark import Token, Transformer
+import re
+from functools import cache
+
+from lark import Transformer
 from lark.exceptions import LarkError
 
 from bot.parse.grammars import parser
 from bot.parse.timestamps import parse_any
 
 
-class SyslogTransformer(Transformer):
-    def program(self, children):
-        name = str(children[0])
-        pid = int(children[1]) if len(children) > 1 else None
-        return name, pid
+def _split_program(field: str) -> tuple[str, int | None]:
+    """'postfix/smtp[2211]:' -> ('postfix/smtp', 2211)."""
+    field = field.rstrip(":")
+    name, bracket, pid = field.partition("[")
+    pid = pid.rstrip("]")
+    return name, int(pid) if bracket and pid.isdigit() else None
 
+
+class SyslogTransformer(Transformer):
     def header_bsd(self, children):
-        fields = {}
-        for child in children:
-            if isinstance(child, tuple):
-                fields["program"], fields["pid"] = child
-            elif child.type in ("TS_3164", "TS_ISO"):
-                fields["timestamp"] = parse_any(child.type, str(child))
-            elif child.type == "HOSTNAME":
-                fields["host"] = str(child)
-        return fields
+        text = str(children[0])
+        if text.startswith("<"):
+            text = text[text.index(">") + 1:]
+        parts = text.split()
+        if text[:1].isdigit():  # ISO-8601: one field of time
+            stamp, rest = parse_any("TS_ISO", parts[0]), parts[1:]
+        else:  # RFC 3164: "Nov 28 10:15:02"
+            stamp, rest = parse_any("TS_3164", " ".join(parts[:3])), parts[3:]
+        program, pid = _split_program(rest[1])
+        return {"timestamp": stamp, "host": rest[0], "program": program, "pid": pid}
 
     def header_5424(self, children):
-        tokens = {c.type: str(c) for c in children}
-        procid = tokens.get("PROCID", "-")
+        # "<22>1 TIMESTAMP HOST APP PROCID MSGID SD"
+        parts = str(children[0]).split(" ", 6)
+        procid = parts[4]
         return {
-            "timestamp": parse_any("TS_ISO", tokens["TS_ISO"]),
-            "host": tokens.get("HOSTNAME"),
-            "program": tokens.get("APP_NAME"),
+            "timestamp": parse_any("TS_ISO", parts[1]),
+            "host": parts[2],
+            "program": parts[3],
             "pid": int(procid) if procid.isdigit() else None,
         }
 
     def start(self, children):
-        header = children[0]
-        message = str(children[1]) if len(children) > 1 and isinstance(children[1], Token) else ""
-        return header, message
+        message = str(children[1]) if len(children) > 1 else ""
+        return children[0], message
+
+
+@cache
+def _bsd_header_regex() -> re.Pattern:
+    # The grammar's own BSD_HEADER terminal, compiled once: the header is on every line of
+    # every log, and one regex match costs a fraction of a parser run. The grammar stays
+    # the single definition of what a header is.
+    terminal = parser("syslog", SyslogTransformer).get_terminal("BSD_HEADER")
+    return re.compile(terminal.pattern.to_regexp() + " ?")
+
+
+_TRANSFORMER = SyslogTransformer()
 
 
 def parse_syslog_header(line: str) -> tuple[dict, str] | None:
     """Return (header fields, message text), or None when the line has no syslog header."""
+    match = _bsd_header_regex().match(line)
+    if match is not None:
+        return _TRANSFORMER.header_bsd([match.group(0).rstrip()]), line[match.end():]
     try:
         return parser("syslog", SyslogTransformer).parse(line)
     except LarkError:

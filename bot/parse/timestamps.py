@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
 
 
+@lru_cache(maxsize=8192)
 def parse_bsd(text: str, now: datetime | None = None) -> datetime | None:
+    # Cached: a busy log repeats each second on many lines.
     parts = text.split()
     if len(parts) != 3 or parts[0] not in _MONTHS:
         return None
@@ -28,6 +31,7 @@ def parse_bsd(text: str, now: datetime | None = None) -> datetime | None:
     return stamp
 
 
+@lru_cache(maxsize=8192)
 def parse_iso(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text.replace(" ", "T", 1))

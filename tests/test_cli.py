@@ -1,0 +1,148 @@
+"""`whyfailed diagnose` as a process: formats, exit codes, and hostile input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import FIXTURES
+
+
+def test_text_output_names_recipient_step_diagnosis_and_evidence(run_cli):
+    done = run_cli("diagnose", str(FIXTURES / "session/incoming-unknown-user.log"))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "unknown_user@example.com" in out
+    assert "RCPT TO" in out
+    assert "unknown-user" in out and "confidence" in out
+    assert "13 |" in out  # the evidence line, with its line number
+    assert "Next steps" in out
+
+
+def test_json_output_follows_the_contract(run_cli):
+    done = run_cli("diagnose", "--format", "json", str(FIXTURES / "postfix/deferred-then-bounced.log"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) >= {"input", "formats", "stats", "deliveries", "unparsed"}
+    assert report["stats"]["lines"] == 11 and report["stats"]["unparsed"] == 0
+    story = next(d for d in report["deliveries"] if d["recipient"] == "ops@slow.example.net")
+    for key in ("recipient", "sender", "queue_id", "message_id", "status", "reply_code", "enhanced_status",
+                "smtp_stage", "remote_host", "remote_ip", "text", "attempts", "first_seen", "last_seen"):
+        assert key in story
+    assert story["status"] == "bounced" and story["queue_id"] == "7A1B2C3D4E"
+    assert len(story["attempts"]) == 3
+    diagnosis = story["diagnosis"]
+    assert diagnosis["id"] == "mailbox-full"
+    assert set(diagnosis) >= {"id", "title", "severity", "confidence", "article", "next_steps", "evidence"}
+    assert all({"line", "text"} <= set(e) for e in diagnosis["evidence"])
+
+
+def test_jsonl_prints_one_object_per_input_with_its_path(run_cli):
+    paths = [str(FIXTURES / "bounce/qmail.txt"), str(FIXTURES / "transcript/rcpt-and-size.txt")]
+    done = run_cli("diagnose", "--format", "jsonl", *paths)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [r["input"] for r in rows] == paths
+
+
+def test_markdown_output(run_cli):
+    done = run_cli("diagnose", "-f", "markdown", str(FIXTURES / "bounce/outlook-ndr-multi.txt"))
+    out = done.stdout.decode()
+    assert out.startswith("# Why it failed") and "## ✗ former.employee@example.org" in out
+
+
+def test_stdin_is_read_with_a_dash(run_cli):
+    data = (FIXTURES / "postfix/mx-not-found.log").read_bytes()
+    done = run_cli("diagnose", "-", "--format", "json", stdin=data)
+    assert json.loads(done.stdout)["deliveries"][0]["diagnosis"]["id"] == "dns-mx-failure"
+
+
+def test_missing_file_is_exit_2_with_a_message_and_no_traceback(run_cli):
+    done = run_cli("diagnose", "/nonexistent/mail.log")
+    assert done.returncode == 2
+    assert b"no such file" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_one_bad_input_among_good_ones_still_reports_the_good_ones(run_cli):
+    done = run_cli("diagnose", "--format", "jsonl", "/nonexistent.log", str(FIXTURES / "bounce/yahoo.txt"))
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["deliveries"][0]["recipient"] == "old.account@yahoo.com"
+
+
+def test_bad_format_option_is_usage_error(run_cli):
+    done = run_cli("diagnose", "--format", "xml", str(FIXTURES / "bounce/yahoo.txt"))
+    assert done.returncode == 2 and b"xml" in done.stderr
+
+
+def test_empty_input_says_so_and_exits_0(run_cli):
+    done = run_cli("diagnose", "-", stdin=b"")
+    assert done.returncode == 0
+    assert b"No delivery attempts were found" in done.stdout
+
+
+def test_binary_input_is_refused_clearly(run_cli, tmp_path):
+    blob = tmp_path / "core.bin"
+    blob.write_bytes(bytes(range(256)) * 64)
+    done = run_cli("diagnose", str(blob))
+    assert done.returncode == 2 and b"binary" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_gzip_input_gets_a_hint(run_cli, tmp_path):
+    import gzip
+
+    packed = tmp_path / "mail.log.2.gz"
+    packed.write_bytes(gzip.compress((FIXTURES / "postfix/expired.log").read_bytes()))
+    done = run_cli("diagnose", str(packed))
+    assert done.returncode == 2 and b"zcat" in done.stderr
+
+
+def test_invalid_utf8_is_decoded_with_a_note(run_cli):
+    data = (FIXTURES / "postfix/mx-not-found.log").read_bytes().replace(b"anna", b"ann\xe9")
+    done = run_cli("diagnose", "-", "--format", "json", stdin=data)
+    report = json.loads(done.stdout)
+    assert done.returncode == 0
+    assert report["deliveries"][0]["diagnosis"]["id"] == "dns-mx-failure"
+    assert any("UTF-8" in note for note in report["notes"])
+
+
+def test_unknown_format_gives_a_partial_report_listing_every_line(run_cli):
+    text = b"2026/11/28 10:00:00 [mystery-mta] delivery failed for x@example.org\nsome other line\n"
+    done = run_cli("diagnose", "-", "--format", "json", stdin=text)
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["deliveries"] == []
+    assert [u["line"] for u in report["unparsed"]] == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_one_megabyte_line_is_cut_not_fatal(run_cli):
+    line = b"Nov 28 10:00:00 mx1 postfix/smtp[1]: ABCDE12345: to=<" + b"a" * 1_000_000 + b"@example.org>\n"
+    done = run_cli("diagnose", "-", "--format", "json", stdin=line + (FIXTURES / "postfix/mx-not-found.log").read_bytes())
+    report = json.loads(done.stdout)
+    assert done.returncode == 0
+    assert any("longer than" in note for note in report["notes"])
+    assert any(d["diagnosis"]["id"] == "dns-mx-failure" for d in report["deliveries"])
+
+
+@pytest.mark.slow
+def test_a_50_megabyte_file_is_read_up_to_the_limit(run_cli, tmp_path):
+    big = tmp_path / "big.log"
+    block = (FIXTURES / "postfix/deferred-then-bounced.log").read_bytes()
+    with open(big, "wb") as handle:
+        for _ in range(50 * 1024 * 1024 // len(block) + 1):
+            handle.write(block)
+    done = run_cli("diagnose", "--format", "json", "--max-bytes", str(2 * 1024 * 1024), str(big), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert any("Only the first 2 MB" in note for note in report["notes"])
+    assert report["stats"]["unparsed"] == 0
+    assert report["deliveries"]
+
+
+def test_kb_lists_and_shows_articles(run_cli):
+    listing = run_cli("kb")
+    assert listing.returncode == 0 and b"unknown-user" in listing.stdout
+    shown = run_cli("kb", "greylisted", "--format", "markdown")
+    assert b"## Next steps" in shown.stdout
+    missing = run_cli("kb", "no-such-article-xyz")
+    assert missing.returncode == 2
