@@ -42,8 +42,10 @@ def main() -> None:
     started = time.perf_counter()
     result = parse_text(text)
     elapsed = time.perf_counter() - started
-    print(f"parse: {args.lines} Postfix lines in {elapsed:.2f} s = {args.lines / elapsed:,.0f} lines/s "
-          f"({len(result.unparsed)} unparsed)")
+    print(
+        f"parse: {args.lines} Postfix lines in {elapsed:.2f} s = {args.lines / elapsed:,.0f} lines/s "
+        f"({len(result.unparsed)} unparsed)"
+    )
 
     paste = "\n".join(generate(2000, seed=11))
     diagnose_text(paste)
@@ -52,8 +54,10 @@ def main() -> None:
         started = time.perf_counter()
         report = diagnose_text(paste)
         timings.append((time.perf_counter() - started) * 1000)
-    print(f"diagnose 2,000-line paste: median {statistics.median(timings):.0f} ms, "
-          f"p95 {percentile(timings, 0.95):.0f} ms, {len(report.deliveries)} deliveries")
+    print(
+        f"diagnose 2,000-line paste: median {statistics.median(timings):.0f} ms, "
+        f"p95 {percentile(timings, 0.95):.0f} ms, {len(report.deliveries)} deliveries"
+    )
 
     small = "\n".join(generate(20, seed=3)) + "\n"
     with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as handle:
@@ -64,8 +68,10 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "bot", "diagnose", handle.name], capture_output=True, check=True)
         cold.append((time.perf_counter() - started) * 1000)
-    print(f"cold `whyfailed diagnose` of a 20-line paste: median {statistics.median(cold):.0f} ms, "
-          f"p95 {percentile(cold, 0.95):.0f} ms")
+    print(
+        f"cold `whyfailed diagnose` of a 20-line paste: median {statistics.median(cold):.0f} ms, "
+        f"p95 {percentile(cold, 0.95):.0f} ms"
+    )
 
 
 if __name__ == "__main__":

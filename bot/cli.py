@@ -27,12 +27,24 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH ...|-]")
-@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="text for people; markdown for tickets; json/jsonl for programs.")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people; markdown for tickets; json/jsonl for programs.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show every evidence line and every line not understood.")
 @click.option("--stats", is_flag=True, help="Also print, per format, the lines parsed, relevant and not understood.")
-@click.option("--max-bytes", type=click.IntRange(1024), default=MAX_INPUT_BYTES, show_default=True,
-              help="Read at most this much of each input.")
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1024),
+    default=MAX_INPUT_BYTES,
+    show_default=True,
+    help="Read at most this much of each input.",
+)
 def diagnose(paths: tuple[str, ...], fmt: str, verbose: bool, stats: bool, max_bytes: int) -> None:
     """Diagnose each PATH (a mail log excerpt, an SMTP transcript or a bounce message).
 
@@ -122,8 +134,9 @@ def _print_stats(report) -> None:
 
 @main.command()
 @click.argument("query", required=False)
-@click.option("--format", "-f", "fmt", type=click.Choice(("text", "markdown", "json")), default="text",
-              show_default=True)
+@click.option(
+    "--format", "-f", "fmt", type=click.Choice(("text", "markdown", "json")), default="text", show_default=True
+)
 def kb(query: str | None, fmt: str) -> None:
     """List the knowledge base, or show the article whose id or title matches QUERY."""
     from bot.knowledge import load_articles
@@ -139,14 +152,25 @@ def kb(query: str | None, fmt: str) -> None:
         return
     wanted = query.lower()
     found = articles.get(wanted) or next(
-        (a for a in articles.values() if wanted in a.title.lower() or wanted in a.id), None)
+        (a for a in articles.values() if wanted in a.title.lower() or wanted in a.id), None
+    )
     if found is None:
         _stderr().print(f"No article matches '{query}'. Run `whyfailed kb` for the list.", markup=False)
         sys.exit(EXIT_USAGE)
     if fmt == "json":
-        click.echo(json.dumps({"id": found.id, "title": found.title, "severity": found.severity,
-                               "who_acts": found.who_acts, "next_steps": found.next_steps(),
-                               "body": found.body}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "id": found.id,
+                    "title": found.title,
+                    "severity": found.severity,
+                    "who_acts": found.who_acts,
+                    "next_steps": found.next_steps(),
+                    "body": found.body,
+                },
+                indent=2,
+            )
+        )
     elif fmt == "markdown":
         click.echo(f"# {found.title}\n\n{found.body}")
     else:

@@ -21,8 +21,12 @@ def explain_reply_code(code: int | None) -> str | None:
     entry = _tables()["reply_codes"].get(str(code))
     if entry:
         return f"{code}: {entry['meaning']}"
-    klass = {2: "success", 3: "the server waits for more input", 4: "a temporary failure: the sender's server "
-             "should retry", 5: "a permanent failure"}.get(code // 100)
+    klass = {
+        2: "success",
+        3: "the server waits for more input",
+        4: "a temporary failure: the sender's server should retry",
+        5: "a permanent failure",
+    }.get(code // 100)
     return f"{code}: not a standard reply code; its first digit means {klass}." if klass else None
 
 

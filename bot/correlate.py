@@ -68,9 +68,14 @@ def correlate_postfix(events: list[Event]) -> list[Delivery]:
     def delivery_for(msg: dict, event: Event, recipient: str) -> Delivery:
         key = recipient.lower()
         if key not in msg["recipients"]:
-            msg["recipients"][key] = Delivery(recipient=recipient, sender=msg["sender"], queue_id=event.session,
-                                              message_id=msg["message_id"], direction=event.direction,
-                                              source_format="postfix")
+            msg["recipients"][key] = Delivery(
+                recipient=recipient,
+                sender=msg["sender"],
+                queue_id=event.session,
+                message_id=msg["message_id"],
+                direction=event.direction,
+                source_format="postfix",
+            )
         return msg["recipients"][key]
 
     for event in events:
@@ -79,8 +84,9 @@ def correlate_postfix(events: list[Event]) -> list[Delivery]:
             continue
         if event.session is None:
             if event.kind == "reject" and event.recipient is not None:
-                delivery = Delivery(recipient=event.recipient, sender=event.sender, direction="in",
-                                    source_format="postfix")
+                delivery = Delivery(
+                    recipient=event.recipient, sender=event.sender, direction="in", source_format="postfix"
+                )
                 delivery.attempts.append(_attempt(event, event.status or "rejected"))
                 standalone.append(delivery)
             continue
@@ -107,7 +113,9 @@ def correlate_postfix(events: list[Event]) -> list[Delivery]:
                     expired.remote_host, expired.remote_ip = last.remote_host, last.remote_ip
                     delivery.attempts.append(expired)
         elif event.kind == "reject":
-            targets = [delivery_for(msg, event, event.recipient)] if event.recipient else list(msg["recipients"].values())
+            targets = (
+                [delivery_for(msg, event, event.recipient)] if event.recipient else list(msg["recipients"].values())
+            )
             for delivery in targets:
                 delivery.attempts.append(_attempt(event, event.status or "rejected"))
         else:
@@ -152,8 +160,9 @@ class SessionCorrelator:
     def feed(self, event: Event) -> None:
         key = event.session or f"{event.format}"
         session = self.sessions.get(key)
-        if session is None or (event.kind == "reply" and event.reply_code == 220 and session.greeted
-                               and not session.pending):
+        if session is None or (
+            event.kind == "reply" and event.reply_code == 220 and session.greeted and not session.pending
+        ):
             if session is not None:
                 self._close(session)
             session = self.sessions[key] = _Session(key)
@@ -184,8 +193,9 @@ class SessionCorrelator:
         key = ((session.sender or "").lower(), recipient.lower())
         story = self.stories.get(key)
         if story is None or story.status not in ("deferred", "unknown") or not story.attempts:
-            story = Delivery(recipient=recipient, sender=session.sender, direction=session.direction,
-                             source_format=None)
+            story = Delivery(
+                recipient=recipient, sender=session.sender, direction=session.direction, source_format=None
+            )
             self.stories[key] = story
             self.deliveries.append(story)
         return story
@@ -216,8 +226,17 @@ class SessionCorrelator:
         command = session.pending.popleft()
         evidence.insert(0, _evidence(command))
         verb = command.command
-        stage = {"MAIL": "mail", "RCPT": "rcpt", "DATA": "data", "BDAT": "end-of-data", "EHLO": "ehlo",
-                 "HELO": "ehlo", "LHLO": "ehlo", "STARTTLS": "starttls", "AUTH": "auth"}.get(verb, "queue")
+        stage = {
+            "MAIL": "mail",
+            "RCPT": "rcpt",
+            "DATA": "data",
+            "BDAT": "end-of-data",
+            "EHLO": "ehlo",
+            "HELO": "ehlo",
+            "LHLO": "ehlo",
+            "STARTTLS": "starttls",
+            "AUTH": "auth",
+        }.get(verb, "queue")
         if verb == "RCPT":
             delivery = next((d for d in reversed(session.recipients) if d.recipient == command.recipient), None)
             if delivery is None:
@@ -256,9 +275,16 @@ class SessionCorrelator:
             status = "deferred"
         else:
             status = "delivered"
-        return Attempt(status=status, timestamp=event.timestamp, stage=stage, reply_code=event.reply_code,
-                       enhanced_status=event.enhanced_status, text=text, remote_ip=session.remote_ip,
-                       evidence=list(evidence))
+        return Attempt(
+            status=status,
+            timestamp=event.timestamp,
+            stage=stage,
+            reply_code=event.reply_code,
+            enhanced_status=event.enhanced_status,
+            text=text,
+            remote_ip=session.remote_ip,
+            evidence=list(evidence),
+        )
 
     def _record(self, session, delivery, event, text, evidence, stage) -> None:
         if delivery.sender is None:
@@ -278,16 +304,36 @@ class SessionCorrelator:
                 return
             domain = (event.text or "").split("'")[1] if (event.text or "").count("'") >= 2 else None
             delivery = Delivery(recipient=f"@{domain}" if domain else None, sender=session.sender, direction="out")
-            delivery.attempts.append(Attempt(status="deferred" if "temporar" in text else "bounced",
-                                             timestamp=event.timestamp, stage="dns", text=event.text,
-                                             evidence=list(session.context)))
+            delivery.attempts.append(
+                Attempt(
+                    status="deferred" if "temporar" in text else "bounced",
+                    timestamp=event.timestamp,
+                    stage="dns",
+                    text=event.text,
+                    evidence=list(session.context),
+                )
+            )
             session.dns_failure = delivery
             self.deliveries.append(delivery)
-        elif any(p in text for p in ("timed out", "connection refused", "cannot connect", "connection failed",
-                                     "no route to host", "network is unreachable")):
-            failure = Attempt(status="deferred", timestamp=event.timestamp,
-                              stage="connect" if not session.greeted else "queue", text=event.text,
-                              remote_ip=session.remote_ip, evidence=[_evidence(event)])
+        elif any(
+            p in text
+            for p in (
+                "timed out",
+                "connection refused",
+                "cannot connect",
+                "connection failed",
+                "no route to host",
+                "network is unreachable",
+            )
+        ):
+            failure = Attempt(
+                status="deferred",
+                timestamp=event.timestamp,
+                stage="connect" if not session.greeted else "queue",
+                text=event.text,
+                remote_ip=session.remote_ip,
+                evidence=[_evidence(event)],
+            )
             targets = session.accepted or session.recipients
             if targets:
                 for delivery in targets:
@@ -303,10 +349,15 @@ class SessionCorrelator:
             session.context.extend(_evidence(e) for e in session.continued)
         for delivery in session.accepted:
             if not delivery.attempts or delivery.status == "deferred":
-                delivery.attempts.append(Attempt(
-                    status="unknown", stage="end-of-data" if session.awaiting_end_of_data else "data",
-                    text="The session ended before the server confirmed the message (no reply to the end of DATA).",
-                    remote_ip=session.remote_ip, evidence=[]))
+                delivery.attempts.append(
+                    Attempt(
+                        status="unknown",
+                        stage="end-of-data" if session.awaiting_end_of_data else "data",
+                        text="The session ended before the server confirmed the message (no reply to the end of DATA).",
+                        remote_ip=session.remote_ip,
+                        evidence=[],
+                    )
+                )
 
     def finish(self) -> list[Delivery]:
         for session in self.sessions.values():
@@ -324,9 +375,16 @@ def correlate_bounce(events: list[Event]) -> list[Delivery]:
     for event in events:
         key = (event.recipient or "").lower()
         if event.kind == "status":
-            delivery = stories.setdefault(key, Delivery(recipient=event.recipient, sender=event.sender,
-                                                        message_id=event.message_id, direction="out",
-                                                        source_format="bounce"))
+            delivery = stories.setdefault(
+                key,
+                Delivery(
+                    recipient=event.recipient,
+                    sender=event.sender,
+                    message_id=event.message_id,
+                    direction="out",
+                    source_format="bounce",
+                ),
+            )
             delivery.attempts.append(_attempt(event, event.status or "bounced"))
         elif event.kind == "evidence" and key in stories:
             stories[key].context.append(_evidence(event))

@@ -13,8 +13,20 @@ from bot.resources import knowledge_dir
 
 SEVERITIES = ("permanent", "temporary", "info")
 WHO_ACTS = ("sender", "recipient-admin", "our-admin")
-VENDORS = ("google", "microsoft", "yahoo", "apple", "proofpoint", "mimecast", "barracuda", "cisco", "zoho",
-           "gmx", "mailru", "yandex")
+VENDORS = (
+    "google",
+    "microsoft",
+    "yahoo",
+    "apple",
+    "proofpoint",
+    "mimecast",
+    "barracuda",
+    "cisco",
+    "zoho",
+    "gmx",
+    "mailru",
+    "yandex",
+)
 MAX_CODE_ONLY_WEIGHT = 0.55  # codes alone are weak evidence: 550 and 5.7.1 stand for many causes
 
 

@@ -31,9 +31,14 @@ class Facts:
     @classmethod
     def of(cls, attempt: Attempt, status: str | None = None) -> Facts:
         text = " ".join((attempt.text or "").lower().split())
-        return cls(status=status or attempt.status, stage=attempt.stage, reply_code=attempt.reply_code,
-                   enhanced=attempt.enhanced_status, text=text,
-                   vendor=detect_vendor(attempt.remote_host, attempt.text))
+        return cls(
+            status=status or attempt.status,
+            stage=attempt.stage,
+            reply_code=attempt.reply_code,
+            enhanced=attempt.enhanced_status,
+            text=text,
+            vendor=detect_vendor(attempt.remote_host, attempt.text),
+        )
 
 
 def _code_matches(codes: tuple[str, ...], facts: Facts) -> bool:
@@ -123,7 +128,8 @@ def diagnose_delivery(delivery: Delivery, articles: dict[str, Article] | None = 
         cause, cause_score = best_match(Facts.of(attempt, "deferred"), articles, exclude=("expired-in-queue",))
         if cause.id != "unknown":
             related = (Related(cause.id, cause.title, f"last reason given: {attempt.text or ''}"),) + tuple(
-                r for r in related if r.id != cause.id)
+                r for r in related if r.id != cause.id
+            )
     else:
         article, score = best_match(facts, articles)
     if article.id == "delivered" and related:

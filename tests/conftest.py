@@ -26,7 +26,8 @@ def run_cli():
 
     def run(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONUTF8": "1", "COLUMNS": "120"}
-        return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True,
-                              timeout=timeout, cwd=REPO, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, timeout=timeout, cwd=REPO, env=env
+        )
 
     return run

@@ -27,8 +27,22 @@ def test_json_output_follows_the_contract(run_cli):
     assert set(report) >= {"input", "formats", "stats", "deliveries", "unparsed"}
     assert report["stats"]["lines"] == 11 and report["stats"]["unparsed"] == 0
     story = next(d for d in report["deliveries"] if d["recipient"] == "ops@slow.example.net")
-    for key in ("recipient", "sender", "queue_id", "message_id", "status", "reply_code", "enhanced_status",
-                "smtp_stage", "remote_host", "remote_ip", "text", "attempts", "first_seen", "last_seen"):
+    for key in (
+        "recipient",
+        "sender",
+        "queue_id",
+        "message_id",
+        "status",
+        "reply_code",
+        "enhanced_status",
+        "smtp_stage",
+        "remote_host",
+        "remote_ip",
+        "text",
+        "attempts",
+        "first_seen",
+        "last_seen",
+    ):
         assert key in story
     assert story["status"] == "bounced" and story["queue_id"] == "7A1B2C3D4E"
     assert len(story["attempts"]) == 3
@@ -117,7 +131,9 @@ def test_unknown_format_gives_a_partial_report_listing_every_line(run_cli):
 @pytest.mark.slow
 def test_a_one_megabyte_line_is_cut_not_fatal(run_cli):
     line = b"Nov 28 10:00:00 mx1 postfix/smtp[1]: ABCDE12345: to=<" + b"a" * 1_000_000 + b"@example.org>\n"
-    done = run_cli("diagnose", "-", "--format", "json", stdin=line + (FIXTURES / "postfix/mx-not-found.log").read_bytes())
+    done = run_cli(
+        "diagnose", "-", "--format", "json", stdin=line + (FIXTURES / "postfix/mx-not-found.log").read_bytes()
+    )
     report = json.loads(done.stdout)
     assert done.returncode == 0
     assert any("longer than" in note for note in report["notes"])

@@ -26,9 +26,14 @@ def _diagnose_example(example: dict) -> list[str]:
         from bot.parse.reply import parse_reply
 
         reply = parse_reply(str(example["reply"]))
-        attempt = Attempt(status=_status_for(example), stage=example.get("stage") or reply.stage,
-                          reply_code=reply.code, enhanced_status=reply.enhanced, text=str(example["reply"]),
-                          remote_host=example.get("remote"))
+        attempt = Attempt(
+            status=_status_for(example),
+            stage=example.get("stage") or reply.stage,
+            reply_code=reply.code,
+            enhanced_status=reply.enhanced,
+            text=str(example["reply"]),
+            remote_host=example.get("remote"),
+        )
         return [diagnose_delivery(Delivery(recipient="bob@example.org", attempts=[attempt]), ARTICLES).id]
     report = diagnose_text(str(example["log"]))
     return [d.diagnosis.id for d in report.deliveries]

@@ -16,8 +16,9 @@ from .conftest import REPO
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_diagnoses(tmp_path):
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
-                   check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)], check=True, timeout=600
+    )
     wheel = next(wheels.glob("whyfailed-*.whl"))
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -26,12 +27,22 @@ def test_wheel_installs_into_a_fresh_venv_and_diagnoses(tmp_path):
     outside = tmp_path / "elsewhere"  # not the checkout: nothing may be found by accident
     outside.mkdir()
     sample = (REPO / "examples" / "visnetic-session.log").read_bytes()
-    done = subprocess.run([str(env_dir / "bin" / "whyfailed"), "diagnose", "-", "--format", "json"],
-                          input=sample, capture_output=True, cwd=outside, timeout=120)
+    done = subprocess.run(
+        [str(env_dir / "bin" / "whyfailed"), "diagnose", "-", "--format", "json"],
+        input=sample,
+        capture_output=True,
+        cwd=outside,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)
     ids = {d["recipient"]: d["diagnosis"]["id"] for d in report["deliveries"]}
     assert ids["unknown_user@example.com"] == "unknown-user"
-    located = subprocess.run([str(python), "-c", "import bot.resources as r; print(r.grammar_dir(), r.knowledge_dir())"],
-                             capture_output=True, text=True, cwd=outside, check=True)
+    located = subprocess.run(
+        [str(python), "-c", "import bot.resources as r; print(r.grammar_dir(), r.knowledge_dir())"],
+        capture_output=True,
+        text=True,
+        cwd=outside,
+        check=True,
+    )
     assert "site-packages" in located.stdout and "_data" in located.stdout

@@ -31,7 +31,8 @@ def test_postfix_status_line_gives_recipient_relay_codes_and_stage():
     fields = parse_postfix_message(
         "4B7C21A0F3: to=<bob@example.org>, orig_to=<bob>, relay=mx.example.org[192.0.2.25]:25, delay=1.4, "
         "delays=0.1/0.01/0.6/0.7, dsn=5.1.1, status=bounced (host mx.example.org[192.0.2.25] said: 550 5.1.1 "
-        "<bob@example.org>: Recipient address rejected: User unknown (in reply to RCPT TO command))")
+        "<bob@example.org>: Recipient address rejected: User unknown (in reply to RCPT TO command))"
+    )
     assert fields["kind"] == "status" and fields["session"] == "4B7C21A0F3"
     assert fields["recipient"] == "bob@example.org" and fields["orig_recipient"] == "bob"
     assert (fields["remote_host"], fields["remote_ip"]) == ("mx.example.org", "192.0.2.25")
@@ -48,17 +49,22 @@ def test_postfix_long_queue_ids_and_expiry_lines():
 def test_postfix_noqueue_reject_keeps_the_reply_whole_even_with_semicolons():
     fields = parse_postfix_message(
         "NOQUEUE: reject: RCPT from [203.0.113.77]:51514: 550 5.7.1 Service unavailable; client [203.0.113.77] "
-        "blocked using zen.spamhaus.org; from=<promo@bulk.example>, to=<anna@example.com>, proto=ESMTP, helo=<x>")
+        "blocked using zen.spamhaus.org; from=<promo@bulk.example>, to=<anna@example.com>, proto=ESMTP, helo=<x>"
+    )
     assert fields["status"] == "rejected" and fields["stage"] == "rcpt"
     assert fields["text"].endswith("blocked using zen.spamhaus.org")
     assert (fields["sender"], fields["recipient"], fields["remote_ip"]) == (
-        "promo@bulk.example", "anna@example.com", "203.0.113.77")
+        "promo@bulk.example",
+        "anna@example.com",
+        "203.0.113.77",
+    )
 
 
 def test_postfix_header_check_reject():
     fields = parse_postfix_message(
         "3C4D5E6F70: reject: header Subject: You won from mail.bulk.example[203.0.113.77]; from=<a@bulk.example> "
-        "to=<anna@example.com> proto=ESMTP helo=<bulk.example>: 5.7.1 Message content rejected")
+        "to=<anna@example.com> proto=ESMTP helo=<bulk.example>: 5.7.1 Message content rejected"
+    )
     assert fields["kind"] == "reject" and fields["recipient"] == "anna@example.com"
     assert fields["stage"] == "end-of-data" and "content rejected" in fields["text"]
 
@@ -86,7 +92,8 @@ def test_session_lines_decide_who_spoke_from_the_payload():
         "192.0.2.7 [00000A1C] 10:15:03 <<< RCPT TO:<x@example.org>\n"
         "192.0.2.7 [00000A1C] 10:15:03 >>> 550 5.1.1 x@example.org User unknown; rejecting\n"
         "192.0.2.8 [00000B20] 10:16:00 >>> RCPT TO:<y@example.net>\n"
-        "192.0.2.8 [00000B20] 10:16:00 <<< 250 2.1.5 Ok\n")
+        "192.0.2.8 [00000B20] 10:16:00 <<< 250 2.1.5 Ok\n"
+    )
     roles = [(e.role, e.direction) for e in result.events]
     assert roles == [("client", "in"), ("server", "in"), ("client", "out"), ("server", "out")]
     assert result.events[1].enhanced_status == "5.1.1"
@@ -107,14 +114,17 @@ def test_wrapped_line_is_joined_back():
     result = parse_text(
         "Nov 28 10:15:02 mx1 postfix/smtp[2211]: 4B7C21A0F3: to=<bob@example.org>, relay=none, delay=1, "
         "delays=1/0/0/0, dsn=4.4.1, status=deferred (connect to mx.example.org[192.0.2.25]:25:\n"
-        "Connection timed out)\n")
+        "Connection timed out)\n"
+    )
     assert len(result.events) == 1 and result.unparsed == []
     assert result.events[0].kind == "status"
     assert result.events[0].text.endswith("Connection timed out")
 
 
 def test_prose_around_a_paste_is_listed_as_unparsed_with_line_numbers():
-    result = parse_text("can you look at this?\n```\nNov 28 10:00:00 mx1 postfix/qmgr[9]: ABCDE12345: removed\n```\nthanks")
+    result = parse_text(
+        "can you look at this?\n```\nNov 28 10:00:00 mx1 postfix/qmgr[9]: ABCDE12345: removed\n```\nthanks"
+    )
     assert [(u.line, u.text) for u in result.unparsed] == [(1, "can you look at this?"), (5, "thanks")]
     assert result.events[0].line == 3
 

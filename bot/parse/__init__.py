@@ -113,13 +113,17 @@ def _parse_lines(lines: list[str]) -> ParseResult:
         parsed = parse_line(line, kind)
         if parsed is None:
             result.unparsed.append(Unparsed(number, line))
-            last = {"line": number, "text": line, "quality": 0, "slot": ("unparsed", len(result.unparsed) - 1),
-                    "span": 1}
+            last = {
+                "line": number,
+                "text": line,
+                "quality": 0,
+                "slot": ("unparsed", len(result.unparsed) - 1),
+                "span": 1,
+            }
             continue
         fmt, values, quality = parsed
         result.events.append(make_event(number, line, fmt, values))
-        last = {"line": number, "text": line, "quality": quality, "slot": ("event", len(result.events) - 1),
-                "span": 1}
+        last = {"line": number, "text": line, "quality": quality, "slot": ("event", len(result.events) - 1), "span": 1}
     result.tally()
     return result
 

@@ -35,12 +35,34 @@ _COPY_MARKERS = (
     "content-type: text/rfc822-headers",
 )
 _HEADER_LINE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,60}:[ \t]")
-_ACTIONS = {"failed": "bounced", "delayed": "deferred", "delivered": "delivered",
-            "relayed": "delivered", "expanded": "delivered"}
-_TEMPORARY_PHRASES = ("will retry", "will be retried", "has not yet been delivered", "delivery is delayed",
-                      "temporary failure", "still trying", "delayed mail", "will keep trying")
-_AUTO_REPLY_SUBJECTS = ("out of office", "automatic reply", "auto:", "autoreply", "auto-reply", "abwesenheit",
-                        "vacation", "away from", "réponse automatique")
+_ACTIONS = {
+    "failed": "bounced",
+    "delayed": "deferred",
+    "delivered": "delivered",
+    "relayed": "delivered",
+    "expanded": "delivered",
+}
+_TEMPORARY_PHRASES = (
+    "will retry",
+    "will be retried",
+    "has not yet been delivered",
+    "delivery is delayed",
+    "temporary failure",
+    "still trying",
+    "delayed mail",
+    "will keep trying",
+)
+_AUTO_REPLY_SUBJECTS = (
+    "out of office",
+    "automatic reply",
+    "auto:",
+    "autoreply",
+    "auto-reply",
+    "abwesenheit",
+    "vacation",
+    "away from",
+    "réponse automatique",
+)
 
 
 @dataclass
@@ -110,8 +132,11 @@ def _walk(message: Message, found: dict) -> None:
 
 def _dsn_from_text(text: str) -> list[Message]:
     """DSN fields pasted as plain text: paragraphs that hold a Final-Recipient field."""
-    return [email.message_from_string(p.strip() + "\n") for p in re.split(r"\n[ \t]*\n", text)
-            if "final-recipient:" in p.lower()]
+    return [
+        email.message_from_string(p.strip() + "\n")
+        for p in re.split(r"\n[ \t]*\n", text)
+        if "final-recipient:" in p.lower()
+    ]
 
 
 def _address_of(field_value: str | None) -> str | None:
@@ -148,7 +173,7 @@ def _mentioned(text: str) -> list[str]:
         at = 0
         lowered = text.lower()
         while (at := lowered.find(phrase, at)) >= 0:
-            candidate = text[at + len(phrase):].split(maxsplit=1)
+            candidate = text[at + len(phrase) :].split(maxsplit=1)
             at += len(phrase)
             if candidate:
                 kind = _classify(candidate[0].strip(".,;:'\""))
@@ -165,12 +190,12 @@ def _reply_text(lines: list[str]) -> str:
             continue
         parts = [line]
         prefix = f"{reply.code}-"
-        for follow in lines[index + 1:]:
+        for follow in lines[index + 1 :]:
             stripped = follow.strip()
             if stripped.startswith((prefix, f"{reply.code} ")):
                 stripped = stripped[4:]
                 if reply.enhanced and stripped.startswith(reply.enhanced):
-                    stripped = stripped[len(reply.enhanced):]
+                    stripped = stripped[len(reply.enhanced) :]
             parts.append(stripped.strip())
         return " ".join(p for p in parts if p)
     return ""
@@ -218,8 +243,11 @@ def parse_bounce(text: str):
         for snippet in evidence:
             number = locate(snippet)
             if number and number != first:
-                result.events.append(make_event(number, snippet.strip(), "bounce",
-                                                {"kind": "evidence", "recipient": values.get("recipient")}))
+                result.events.append(
+                    make_event(
+                        number, snippet.strip(), "bounce", {"kind": "evidence", "recipient": values.get("recipient")}
+                    )
+                )
 
     if top is not None and _is_auto_reply(top) and not dsn:
         emit(_auto_reply_values(top, human), [f"Subject: {top.get('Subject', '')}"])

@@ -13,7 +13,9 @@ _SESSION = re.compile(r"[0-9A-Za-z.:_-]{1,64} \[[0-9A-Fa-f]{1,16}\] [0-9A-Z]")
 # "S: ...", "C: ...", "server: ...", ">>> ...", "<-- ..."
 _TRANSCRIPT = re.compile(r"(?i:s|c|server|client)\s?:|<<<|>>>|<--|-->|<-|->")
 # "<22>", "<22>1 ", "Nov 29 03:32:49", "Nov  9 ...", "2026-11-29T03:32:49"
-_SYSLOG = re.compile(r"(<[0-9]{1,3}>(1 )?)?([A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:)")
+_SYSLOG = re.compile(
+    r"(<[0-9]{1,3}>(1 )?)?([A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:)"
+)
 
 # Phrases that mark a whole text as a bounce (a DSN or an NDR), not a log.
 BOUNCE_MARKERS = (

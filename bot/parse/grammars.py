@@ -43,8 +43,9 @@ def _cache_file(name: str) -> str:
 @cache
 def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
     path = grammar_dir() / f"{name}.lark"
-    options = dict(parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False,
-                   **_PLUGINS)
+    options = dict(
+        parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False, **_PLUGINS
+    )
     cache_file = _cache_file(name)
     try:
         return Lark.open(str(path), cache=cache_file or False, **options)

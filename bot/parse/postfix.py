@@ -115,7 +115,13 @@ class PostfixTransformer(Transformer):
         return {"kind": "notification", "text": f"{children[0]} {children[1]}"}
 
     def reject(self, children):
-        action, stage, peer, text, pairs = str(children[0]), str(children[1]), str(children[2]), str(children[3]), children[4]
+        action, stage, peer, text, pairs = (
+            str(children[0]),
+            str(children[1]),
+            str(children[2]),
+            str(children[3]),
+            children[4],
+        )
         fields = _reply_fields(text)
         host, ip = split_peer(peer)
         fields.update(
@@ -162,22 +168,39 @@ class PostfixTransformer(Transformer):
 
     def peer_event(self, children):
         verb, peer = str(children[0]), split_peer(str(children[1]))
-        return {"kind": verb, "remote_host": peer[0], "remote_ip": peer[1], "direction": "in",
-                "text": str(children[2]) if len(children) > 2 else None}
+        return {
+            "kind": verb,
+            "remote_host": peer[0],
+            "remote_ip": peer[1],
+            "direction": "in",
+            "text": str(children[2]) if len(children) > 2 else None,
+        }
 
     def peer_after(self, children):
         verb, step, peer = str(children[0]), str(children[1]), split_peer(str(children[2]))
         stage = _REJECT_STAGES.get(step.split()[0].upper())
-        return {"kind": "lost", "remote_host": peer[0], "remote_ip": peer[1], "stage": stage,
-                "direction": "in", "text": f"{verb} {step}"}
+        return {
+            "kind": "lost",
+            "remote_host": peer[0],
+            "remote_ip": peer[1],
+            "stage": stage,
+            "direction": "in",
+            "text": f"{verb} {step}",
+        }
 
     def postscreen_event(self, children):
         return {"kind": "postscreen", "text": " ".join(str(c) for c in children), "direction": "in"}
 
     def smtp_connect_error(self, children):
         host, ip = split_peer(str(children[0]))
-        return {"kind": "connect-error", "remote_host": host, "remote_ip": ip, "stage": "connect",
-                "direction": "out", "text": f"connect to {children[0]}: {children[1]}"}
+        return {
+            "kind": "connect-error",
+            "remote_host": host,
+            "remote_ip": ip,
+            "stage": "connect",
+            "direction": "out",
+            "text": f"connect to {children[0]}: {children[1]}",
+        }
 
     def warning(self, children):
         return {"kind": "warning", "text": f"{children[0]} {children[1]}"}

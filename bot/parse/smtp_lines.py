@@ -39,7 +39,13 @@ class SmtpLineTransformer(Transformer):
     def smtp_command(self, children):
         verb = str(children[0]).upper()
         argument = str(children[1]) if len(children) > 1 else ""
-        fields = {"kind": "command", "role": "client", "command": verb, "argument": argument, "text": f"{verb} {argument}".strip()}
+        fields = {
+            "kind": "command",
+            "role": "client",
+            "command": verb,
+            "argument": argument,
+            "text": f"{verb} {argument}".strip(),
+        }
         if verb == "MAIL":
             fields["sender"] = address_in(argument)
         elif verb == "RCPT":

@@ -24,7 +24,7 @@ class SyslogTransformer(Transformer):
     def header_bsd(self, children):
         text = str(children[0])
         if text.startswith("<"):
-            text = text[text.index(">") + 1:]
+            text = text[text.index(">") + 1 :]
         parts = text.split()
         if text[:1].isdigit():  # ISO-8601: one field of time
             stamp, rest = parse_any("TS_ISO", parts[0]), parts[1:]
@@ -65,7 +65,7 @@ def parse_syslog_header(line: str) -> tuple[dict, str] | None:
     """Return (header fields, message text), or None when the line has no syslog header."""
     match = _bsd_header_regex().match(line)
     if match is not None:
-        return _TRANSFORMER.header_bsd([match.group(0).rstrip()]), line[match.end():]
+        return _TRANSFORMER.header_bsd([match.group(0).rstrip()]), line[match.end() :]
     try:
         return parser("syslog", SyslogTransformer).parse(line)
     except LarkError:

@@ -54,8 +54,10 @@ def timeline(delivery: Delivery) -> list[str]:
     for attempt in delivery.attempts:
         reply = " ".join(x for x in (str(attempt.reply_code or ""), attempt.enhanced_status or "") if x)
         when = clock(attempt)
-        rows.append(" ".join(x for x in (when, attempt.status, reply) if x)
-                    + (f": {shorten(attempt.text, 120)}" if attempt.text else ""))
+        rows.append(
+            " ".join(x for x in (when, attempt.status, reply) if x)
+            + (f": {shorten(attempt.text, 120)}" if attempt.text else "")
+        )
     return rows
 
 

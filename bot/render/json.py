@@ -46,7 +46,9 @@ def delivery_to_dict(delivery: Delivery) -> dict:
         "attempts": [attempt_to_dict(a) for a in delivery.attempts],
         "first_seen": _time(delivery.attempts[0] if delivery.attempts else None),
         "last_seen": _time(final),
-        "diagnosis": None if diagnosis is None else {
+        "diagnosis": None
+        if diagnosis is None
+        else {
             "id": diagnosis.id,
             "title": diagnosis.title,
             "severity": diagnosis.severity,

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from bot.model import Report
-from bot.render.common import ICONS, MAX_EVIDENCE, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
+from bot.render.common import (
+    ICONS,
+    MAX_EVIDENCE,
+    VERDICTS,
+    recipient_label,
+    server_label,
+    shorten,
+    stage_label,
+    timeline,
+)
 
 
 def _code(text: str) -> str:
@@ -28,8 +37,10 @@ def render_markdown(report: Report) -> str:
         ]
         out += [f"- **{name}:** {value}" for name, value in facts if value]
         if diagnosis:
-            out.append(f"- **Diagnosis:** {diagnosis.title} (`{diagnosis.id}`, confidence "
-                       f"{diagnosis.confidence_label} {diagnosis.confidence:.2f})")
+            out.append(
+                f"- **Diagnosis:** {diagnosis.title} (`{diagnosis.id}`, confidence "
+                f"{diagnosis.confidence_label} {diagnosis.confidence:.2f})"
+            )
             out += ["", diagnosis.summary]
             if diagnosis.explanation and diagnosis.id != "unknown":
                 out += ["", f"*Codes:* {diagnosis.explanation}"]

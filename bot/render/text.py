@@ -8,10 +8,25 @@ from rich.console import Console
 from rich.markup import escape
 
 from bot.model import Report
-from bot.render.common import ICONS, MAX_EVIDENCE, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
+from bot.render.common import (
+    ICONS,
+    MAX_EVIDENCE,
+    VERDICTS,
+    recipient_label,
+    server_label,
+    shorten,
+    stage_label,
+    timeline,
+)
 
-_STYLE = {"delivered": "green", "deferred": "yellow", "bounced": "red", "rejected": "red", "expired": "red",
-          "unknown": "magenta"}
+_STYLE = {
+    "delivered": "green",
+    "deferred": "yellow",
+    "bounced": "red",
+    "rejected": "red",
+    "expired": "red",
+    "unknown": "magenta",
+}
 
 
 def print_report(report: Report, console: Console, verbose: bool = False) -> None:
@@ -23,8 +38,10 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
     for delivery in report.deliveries:
         final, diagnosis = delivery.final, delivery.diagnosis
         style = _STYLE[delivery.status]
-        say(f"[bold {style}]{ICONS[delivery.status]} {escape(recipient_label(delivery))}[/] "
-            f"[{style}]— {VERDICTS[delivery.status]}[/]")
+        say(
+            f"[bold {style}]{ICONS[delivery.status]} {escape(recipient_label(delivery))}[/] "
+            f"[{style}]— {VERDICTS[delivery.status]}[/]"
+        )
         facts = [
             ("From", delivery.sender),
             ("SMTP step", stage_label(final)),
@@ -36,13 +53,16 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
             if value:
                 say(f"  [bold]{name + ':':<11}[/bold] {escape(value)}")
         if diagnosis:
-            say(f"  [bold]{'Diagnosis:':<11}[/bold] [bold]{escape(diagnosis.title)}[/bold] "
-                f"[dim]({diagnosis.id}, confidence {diagnosis.confidence_label} {diagnosis.confidence:.2f})[/dim]")
+            say(
+                f"  [bold]{'Diagnosis:':<11}[/bold] [bold]{escape(diagnosis.title)}[/bold] "
+                f"[dim]({diagnosis.id}, confidence {diagnosis.confidence_label} {diagnosis.confidence:.2f})[/dim]"
+            )
             say(f"  {'':<11} {escape(diagnosis.summary)}")
             if diagnosis.explanation and diagnosis.id != "unknown":
                 say(f"  [bold]{'Codes:':<11}[/bold] {escape(diagnosis.explanation)}")
             for related in diagnosis.related:
-                say(f"  [bold]{'Also:':<11}[/bold] {escape(related.title)} [dim]— {escape(shorten(related.note, 160))}[/dim]")
+                note = escape(shorten(related.note, 160))
+                say(f"  [bold]{'Also:':<11}[/bold] {escape(related.title)} [dim]— {note}[/dim]")
         steps = timeline(delivery)
         if steps:
             say("  [bold]Timeline:[/bold]")
@@ -71,8 +91,10 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
         if len(report.unparsed) > limit:
             say(f"  [dim]  ... {len(report.unparsed) - limit} more (use --verbose)[/dim]")
         say("")
-    say(f"[dim]{report.lines} lines read, {report.parsed} understood; "
-        f"formats: {', '.join(report.formats) or 'none'}.[/dim]")
+    say(
+        f"[dim]{report.lines} lines read, {report.parsed} understood; "
+        f"formats: {', '.join(report.formats) or 'none'}.[/dim]"
+    )
     for note in report.notes:
         say(f"[yellow]Note:[/yellow] {escape(note)}")
 
