@@ -38,7 +38,8 @@ def correlate_events(events: list[Event]) -> list[Delivery]:
     for event in events:
         by_format[event.format].append(event)
     deliveries: list[Delivery] = []
-    deliveries += correlate_postfix(by_format.get("postfix", []))
+    deliveries += correlate_queued(by_format.get("postfix", []), "postfix")
+    deliveries += correlate_queued(by_format.get("exim", []), "exim")
     sessions = SessionCorrelator()
     for fmt in ("session", "transcript"):
         for event in by_format.get(fmt, []):
@@ -49,10 +50,10 @@ def correlate_events(events: list[Event]) -> list[Delivery]:
     return deliveries
 
 
-# --- Postfix -------------------------------------------------------------------------
+# --- Queue-based MTAs (Postfix, Exim): stories linked by queue id -----------------------
 
 
-def correlate_postfix(events: list[Event]) -> list[Delivery]:
+def correlate_queued(events: list[Event], source_format: str) -> list[Delivery]:
     messages: dict[tuple, dict] = {}
     standalone: list[Delivery] = []
     # smtp client lines without a queue id ("connect to x[ip]:25: Connection timed out"),
@@ -74,7 +75,7 @@ def correlate_postfix(events: list[Event]) -> list[Delivery]:
                 queue_id=event.session,
                 message_id=msg["message_id"],
                 direction=event.direction,
-                source_format="postfix",
+                source_format=source_format,
             )
         return msg["recipients"][key]
 
@@ -85,7 +86,7 @@ def correlate_postfix(events: list[Event]) -> list[Delivery]:
         if event.session is None:
             if event.kind == "reject" and event.recipient is not None:
                 delivery = Delivery(
-                    recipient=event.recipient, sender=event.sender, direction="in", source_format="postfix"
+                    recipient=event.recipient, sender=event.sender, direction="in", source_format=source_format
                 )
                 delivery.attempts.append(_attempt(event, event.status or "rejected"))
                 standalone.append(delivery)
@@ -94,9 +95,11 @@ def correlate_postfix(events: list[Event]) -> list[Delivery]:
         if event.kind == "message-id":
             msg["message_id"] = event.message_id
             msg["context"].append(_evidence(event))
-        elif event.kind in ("queued", "client", "removed", "notification"):
+        elif event.kind in ("queued", "client", "removed", "notification", "completed"):
             if event.kind == "queued" and event.sender is not None:
                 msg["sender"] = event.sender
+            if event.message_id:
+                msg["message_id"] = event.message_id
             msg["context"].append(_evidence(event))
         elif event.kind == "status" and event.recipient is not None:
             delivery = delivery_for(msg, event, event.recipient)

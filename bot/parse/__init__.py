@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 
 from bot.model import Event, Unparsed
 from bot.parse.detect import looks_like_bounce, sniff_line
+from bot.parse.exim import parse_exim_line
 from bot.parse.postfix import parse_postfix_message
 from bot.parse.session import parse_session_line
 from bot.parse.syslog import parse_syslog_header
@@ -62,6 +63,9 @@ def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] |
     if kind == "transcript":
         values = parse_transcript_line(line)
         return ("transcript", values, 2) if values else None
+    if kind == "exim":
+        values = parse_exim_line(line)
+        return ("exim", values, 2) if values else _parse_syslog_line(line)
     if kind == "syslog":
         return _parse_syslog_line(line)
     return None
@@ -78,6 +82,11 @@ def _parse_syslog_line(line: str) -> tuple[str, dict, int] | None:
         if values is not None:
             return "postfix", {**header, **values}, 2
         return "postfix", {**header, "kind": "info", "text": message}, 1
+    if program.startswith("exim"):
+        values = parse_exim_line(message)
+        if values is not None:
+            return "exim", {**values, **header}, 2
+        return "exim", {**header, "kind": "info", "text": message}, 1
     return "syslog", {**header, "kind": "info", "text": message}, 1
 
 

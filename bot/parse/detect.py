@@ -45,8 +45,17 @@ BOUNCE_MARKERS = (
 )
 
 
+# Exim's own log files: "2026-11-28 10:15:02 " (a space, not a T), then its message id or fields.
+_EXIM = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?( [+-][0-9]{4})?( \[[0-9]+\])? "
+    r"([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4} |[A-Z]=|SMTP |no |TLS |[a-z]+ connection)"
+)
+
+
 def sniff_line(line: str) -> str | None:
-    """Which grammar to try on this line: session, transcript, syslog, or None."""
+    """Which grammar to try on this line: exim, session, transcript, syslog, or None."""
+    if _EXIM.match(line):
+        return "exim"
     if _SESSION.match(line):
         return "session"
     stripped = line.lstrip()
