@@ -40,6 +40,7 @@ def correlate_events(events: list[Event]) -> list[Delivery]:
     deliveries: list[Delivery] = []
     deliveries += correlate_queued(by_format.get("postfix", []), "postfix")
     deliveries += correlate_queued(by_format.get("exim", []), "exim")
+    deliveries += correlate_queued(by_format.get("sendmail", []), "sendmail")
     sessions = SessionCorrelator()
     for fmt in ("session", "transcript"):
         for event in by_format.get(fmt, []):

@@ -14,6 +14,7 @@ from bot.model import Event, Unparsed
 from bot.parse.detect import looks_like_bounce, sniff_line
 from bot.parse.exim import parse_exim_line
 from bot.parse.postfix import parse_postfix_message
+from bot.parse.sendmail import parse_sendmail_message
 from bot.parse.session import parse_session_line
 from bot.parse.syslog import parse_syslog_header
 from bot.parse.transcript import parse_transcript_line
@@ -82,6 +83,11 @@ def _parse_syslog_line(line: str) -> tuple[str, dict, int] | None:
         if values is not None:
             return "postfix", {**header, **values}, 2
         return "postfix", {**header, "kind": "info", "text": message}, 1
+    if program in ("sendmail", "sm-mta", "sm-msp-queue") or program.startswith("sm-"):
+        values = parse_sendmail_message(message)
+        if values is not None:
+            return "sendmail", {**header, **values}, 2
+        return "sendmail", {**header, "kind": "info", "text": message}, 1
     if program.startswith("exim"):
         values = parse_exim_line(message)
         if values is not None:
