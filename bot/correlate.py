@@ -9,10 +9,14 @@ followed by a later attempt for the same message and recipient stays one story.
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from dataclasses import replace
 
 from bot.model import Attempt, Delivery, Event, Evidence
 
 _FAILURE_BY_DIRECTION = {"out": "bounced", "in": "rejected", None: "rejected"}
+# Formats whose lines carry a queue or message id, and those that log SMTP sessions.
+QUEUED_FORMATS = ("postfix", "exim", "sendmail", "opensmtpd", "qmail", "haraka", "exchange")
+SESSION_FORMATS = ("session", "transcript", "hmailserver", "mdaemon")
 
 
 def _evidence(event: Event) -> Evidence:
@@ -38,11 +42,11 @@ def correlate_events(events: list[Event]) -> list[Delivery]:
     for event in events:
         by_format[event.format].append(event)
     deliveries: list[Delivery] = []
-    deliveries += correlate_queued(by_format.get("postfix", []), "postfix")
-    deliveries += correlate_queued(by_format.get("exim", []), "exim")
-    deliveries += correlate_queued(by_format.get("sendmail", []), "sendmail")
+    by_format["qmail"] = link_qmail_deliveries(by_format.get("qmail", []))
+    for fmt in QUEUED_FORMATS:
+        deliveries += correlate_queued(by_format.get(fmt, []), fmt)
     sessions = SessionCorrelator()
-    for fmt in ("session", "transcript"):
+    for fmt in SESSION_FORMATS:
         for event in by_format.get(fmt, []):
             sessions.feed(event)
     deliveries += sessions.finish()
@@ -135,6 +139,27 @@ def correlate_queued(events: list[Event], source_format: str) -> list[Delivery]:
     return found + standalone
 
 
+def link_qmail_deliveries(events: list[Event]) -> list[Event]:
+    """qmail reports outcomes by delivery number; 'starting delivery N: msg M to remote R'
+    says which message and recipient that number stands for (numbers are reused later)."""
+    current: dict[str, Event] = {}
+    linked = []
+    for event in events:
+        if event.kind == "starting":
+            current[event.argument] = event
+            linked.append(replace(event, kind="info"))
+        elif event.kind == "qmail-outcome" and event.argument in current:
+            start = current[event.argument]
+            linked.append(
+                replace(
+                    event, kind="status", session=start.session, recipient=start.recipient, direction=start.direction
+                )
+            )
+        else:
+            linked.append(event)
+    return linked
+
+
 # --- SMTP sessions (session logs and transcripts) --------------------------------------
 
 
@@ -162,6 +187,12 @@ class SessionCorrelator:
         self.deliveries: list[Delivery] = []
 
     def feed(self, event: Event) -> None:
+        if event.format == "mdaemon":
+            # MDaemon writes a session as a block that opens with "Session N;": the lines
+            # after it belong to it.
+            if event.session:
+                self.current_block = event.session
+            event = replace(event, session=getattr(self, "current_block", None))
         key = event.session or f"{event.format}"
         session = self.sessions.get(key)
         if session is None or (

@@ -12,8 +12,15 @@ from dataclasses import dataclass, field, fields
 
 from bot.model import Event, Unparsed
 from bot.parse.detect import looks_like_bounce, sniff_line
+from bot.parse.exchange import parse_exchange_row, read_fields
 from bot.parse.exim import parse_exim_line
+from bot.parse.framing import unframe
+from bot.parse.haraka import parse_haraka_line
+from bot.parse.hmailserver import parse_hmailserver_line
+from bot.parse.mdaemon import parse_mdaemon_line
+from bot.parse.opensmtpd import parse_opensmtpd_message
 from bot.parse.postfix import parse_postfix_message
+from bot.parse.qmail import parse_qmail_line
 from bot.parse.sendmail import parse_sendmail_message
 from bot.parse.session import parse_session_line
 from bot.parse.syslog import parse_syslog_header
@@ -21,7 +28,11 @@ from bot.parse.transcript import parse_transcript_line
 
 _EVENT_FIELDS = frozenset(f.name for f in fields(Event))
 # Events that speak of a delivery; the rest (connects, daemon notices) are context.
-RELEVANT_KINDS = frozenset({"status", "reject", "expired", "reply", "command", "connect-error", "lost", "system"})
+RELEVANT_KINDS = frozenset(
+    {"status", "reject", "expired", "reply", "command", "connect-error", "lost", "system", "qmail-outcome"}
+)
+# The header lines of an Exchange message tracking log.
+_EXCHANGE_HEADER = ("#Software: Microsoft Exchange", "#Version:", "#Log-type:", "#Date:", "#Fields:")
 # How many physical lines one wrapped logical line may span.
 _MAX_WRAPPED = 8
 
@@ -53,46 +64,54 @@ def make_event(line: int, raw: str, fmt: str, values: dict) -> Event:
     return Event(line=line, raw=raw, format=fmt, **{k: v for k, v in values.items() if k in _EVENT_FIELDS})
 
 
+# Line formats with a grammar of their own: sniffed name -> parser of the whole line.
+_LINE_PARSERS = {
+    "session": parse_session_line,
+    "transcript": parse_transcript_line,
+    "exim": parse_exim_line,
+    "hmailserver": parse_hmailserver_line,
+    "mdaemon": parse_mdaemon_line,
+    "qmail": parse_qmail_line,
+    "haraka": parse_haraka_line,
+}
+
+# Syslog programs with a grammar for their messages: (test on the program name, format, parser).
+_PROGRAMS = (
+    (lambda p: "postfix" in p, "postfix", parse_postfix_message),
+    (lambda p: p.startswith("exim"), "exim", parse_exim_line),
+    (lambda p: p in ("sendmail", "sm-mta") or p.startswith("sm-"), "sendmail", parse_sendmail_message),
+    (lambda p: p == "smtpd", "opensmtpd", parse_opensmtpd_message),
+    (lambda p: p.startswith("qmail"), "qmail", parse_qmail_line),
+    (lambda p: p == "haraka", "haraka", parse_haraka_line),
+)
+
+
 def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] | None:
     """(format, event fields, quality) for one logical line; quality 2 = fully understood,
     1 = framing understood but not the message (kept as an 'info' event)."""
     if kind == "sniff":
         kind = sniff_line(line)
-    if kind == "session":
-        values = parse_session_line(line)
-        return ("session", values, 2) if values else None
-    if kind == "transcript":
-        values = parse_transcript_line(line)
-        return ("transcript", values, 2) if values else None
-    if kind == "exim":
-        values = parse_exim_line(line)
-        return ("exim", values, 2) if values else _parse_syslog_line(line)
+    if kind in _LINE_PARSERS:
+        values = _LINE_PARSERS[kind](line)
+        if values is not None:
+            return kind, values, 2
+        framed = parse_syslog_header(line) if kind == "exim" else None
+        return parse_program_message(*framed) if framed else None
     if kind == "syslog":
-        return _parse_syslog_line(line)
+        framed = parse_syslog_header(line)
+        return parse_program_message(*framed) if framed else None
     return None
 
 
-def _parse_syslog_line(line: str) -> tuple[str, dict, int] | None:
-    framed = parse_syslog_header(line)
-    if framed is None:
-        return None
-    header, message = framed
+def parse_program_message(header: dict, message: str) -> tuple[str, dict, int]:
+    """A syslog (or journald) message, read by its program's grammar when we have one."""
     program = header.get("program") or ""
-    if "postfix" in program:
-        values = parse_postfix_message(message)
-        if values is not None:
-            return "postfix", {**header, **values}, 2
-        return "postfix", {**header, "kind": "info", "text": message}, 1
-    if program in ("sendmail", "sm-mta", "sm-msp-queue") or program.startswith("sm-"):
-        values = parse_sendmail_message(message)
-        if values is not None:
-            return "sendmail", {**header, **values}, 2
-        return "sendmail", {**header, "kind": "info", "text": message}, 1
-    if program.startswith("exim"):
-        values = parse_exim_line(message)
-        if values is not None:
-            return "exim", {**values, **header}, 2
-        return "exim", {**header, "kind": "info", "text": message}, 1
+    for wanted, fmt, parse in _PROGRAMS:
+        if wanted(program):
+            values = parse(message)
+            if values is not None:
+                return fmt, {**values, **{k: v for k, v in header.items() if v is not None}}, 2
+            return fmt, {**header, "kind": "info", "text": message}, 1
     return "syslog", {**header, "kind": "info", "text": message}, 1
 
 
@@ -116,16 +135,33 @@ def _parse_lines(lines: list[str]) -> ParseResult:
     result = ParseResult(lines=len(lines))
     # The last logical line: its first line number, text, quality, and where its output went.
     last: dict | None = None
+    exchange_fields: list[str] | None = None  # set by an Exchange tracking log's "#Fields:" header
     for number, physical in enumerate(lines, start=1):
         line = _clean(physical)
         stripped = line.strip()
         if not stripped or stripped.startswith("```"):
             last = None if not stripped else last
             continue
-        kind = sniff_line(line)
-        if kind is None and last is not None and _try_unwrap(result, last, line):
+        if stripped.startswith(_EXCHANGE_HEADER) or (stripped.startswith("#") and exchange_fields is not None):
+            if stripped.startswith("#Fields:"):
+                exchange_fields = read_fields(stripped)
+            result.events.append(make_event(number, line, "exchange", {"kind": "info", "text": stripped}))
             continue
-        parsed = parse_line(line, kind)
+        if exchange_fields is not None and stripped[:1].isdigit() and "," in stripped:
+            rows = parse_exchange_row(stripped, exchange_fields)
+            if rows:
+                result.events.extend(make_event(number, line, "exchange", values) for values in rows)
+                continue
+        inner, journal = unframe(line)
+        if journal is not None:
+            fmt, values, quality = parse_program_message(journal, inner)
+            result.events.append(make_event(number, line, fmt, values))
+            last = None
+            continue
+        kind = sniff_line(inner)
+        if kind is None and inner is line and last is not None and _try_unwrap(result, last, line):
+            continue
+        parsed = parse_line(inner, kind)
         if parsed is None:
             result.unparsed.append(Unparsed(number, line))
             last = {
@@ -139,6 +175,8 @@ def _parse_lines(lines: list[str]) -> ParseResult:
         fmt, values, quality = parsed
         result.events.append(make_event(number, line, fmt, values))
         last = {"line": number, "text": line, "quality": quality, "slot": ("event", len(result.events) - 1), "span": 1}
+        if inner is not line:
+            last = None  # a collector's framing holds whole lines: nothing to re-join
     result.tally()
     return result
 

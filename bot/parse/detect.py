@@ -52,10 +52,32 @@ _EXIM = re.compile(
 )
 
 
+# '"SMTPD"\t4124\t31\t"2026-...' (hMailServer)
+_HMAIL = re.compile(r'"[A-Z]{3,12}"\t[0-9]+\t')
+# "Mon 2026-11-28 10:15:02.123: " (MDaemon)
+_MDAEMON = re.compile(r"([A-Z][a-z]{2} )?[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?: ")
+# "@400000006567a1b20c3b5e1c " (qmail through multilog)
+_QMAIL = re.compile(r"@4000[0-9a-f]{20} ")
+# "[NOTICE] [uuid] [plugin] " (Haraka), optionally after a timestamp
+_HARAKA = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+(Z|[+-][0-9:]+)? +)?\[(DATA|PROTOCOL|DEBUG|INFO|NOTICE|WARN|"
+    r"ERROR|CRIT|ALERT|EMERG)\] \["
+)
+
+
 def sniff_line(line: str) -> str | None:
-    """Which grammar to try on this line: exim, session, transcript, syslog, or None."""
+    """Which grammar to try on this line (exim, session, hmailserver, mdaemon, qmail, haraka,
+    transcript, syslog), or None."""
     if _EXIM.match(line):
         return "exim"
+    if _HMAIL.match(line):
+        return "hmailserver"
+    if _MDAEMON.match(line):
+        return "mdaemon"
+    if _QMAIL.match(line):
+        return "qmail"
+    if _HARAKA.match(line):
+        return "haraka"
     if _SESSION.match(line):
         return "session"
     stripped = line.lstrip()
@@ -68,6 +90,8 @@ def sniff_line(line: str) -> str | None:
 
 def looks_like_bounce(text: str) -> bool:
     head = text[:65536].lower()
+    if "#fields: date-time" in head:  # an Exchange tracking log mentions NDRs, it is not one
+        return False
     if any(marker in head for marker in BOUNCE_MARKERS):
         # A log that merely mentions a bounce ("sender non-delivery notification") stays a log:
         # a bounce has few syslog-shaped lines.
