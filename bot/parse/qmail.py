@@ -7,7 +7,7 @@ from lark.exceptions import LarkError
 
 from bot.parse.grammars import parser
 from bot.parse.peers import strip_angle
-from bot.parse.reply import parse_reply
+from bot.parse.reply import parse_reply, stage_from_text
 
 _OUTCOMES = {"success": "delivered", "failure": "bounced", "deferral": "deferred"}
 
@@ -40,7 +40,11 @@ class QmailTransformer(Transformer):
         }
         said = text.lower().find("remote host said:")
         reply = parse_reply(text[said:] if said >= 0 else text)
-        fields.update(reply_code=reply.code, enhanced_status=reply.enhanced, stage=reply.stage)
+        fields.update(
+            reply_code=reply.code,
+            enhanced_status=reply.enhanced,
+            stage=stage_from_text(text[:said]) if said > 0 else reply.stage,
+        )
         if said >= 0 and " " in text[:said]:
             fields["remote_ip"] = text.split(" ", 1)[0] if text[:1].isdigit() else None
         return fields
