@@ -132,6 +132,134 @@ def _print_stats(report) -> None:
     Console(highlight=False).print(table)
 
 
+def _duration(_ctx, _param, value):
+    if value is None:
+        return None
+    from bot.why import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@main.command()
+@click.argument("address")
+@click.option("--since", callback=_duration, metavar="DURATION", help="Only stories seen in the last 90m, 2h, 7d...")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The index to read (default ./whyfailed.db, or $WHYFAILED_DB).",
+)
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    metavar="PATH",
+    help="Scan these logs (globs and rotated .gz files welcome) instead of the index.",
+)
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: int, fmt: str) -> None:
+    """The latest deliveries to or from ADDRESS (or '@domain' for its recent failures),
+    with their timeline and diagnosis."""
+    import os
+
+    from bot.store import Store, StoreError
+    from bot.why import normalise_address, why_from_logs, why_from_store
+
+    try:
+        address = normalise_address(address)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="ADDRESS") from None
+    if logs:
+        report = why_from_logs(list(logs), address, since, limit)
+    else:
+        path = db_path or os.environ.get("WHYFAILED_DB") or "whyfailed.db"
+        if not os.path.exists(path):
+            _stderr().print(f"No index at {path}: run `whyfailed ingest LOG` first, or give --log LOG.", markup=False)
+            sys.exit(EXIT_USAGE)
+        try:
+            report = why_from_store(Store(path), address, since, limit)
+        except StoreError as error:
+            _stderr().print(f"error: {error}", markup=False)
+            sys.exit(EXIT_USAGE)
+    report.input = f"why {address} ({report.input})"
+    if not report.deliveries and fmt == "text":
+        click.echo(f"No deliveries to or from {address} were found" + (" in that time." if since else "."))
+        return
+    _emit(report, fmt, verbose=False, stats=False, several=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH ...")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The index to write (default ./whyfailed.db, or $WHYFAILED_DB).",
+)
+@click.option("--source", help="A name for these logs (default: the path as given).")
+@click.option("--keep", callback=_duration, metavar="DURATION", help="Forget stories older than this, e.g. 30d.")
+@click.option("--follow", is_flag=True, help="Keep reading as the logs grow, across rotation.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 60),
+    default=1.0,
+    show_default=True,
+    help="With --follow: seconds between reads.",
+)
+def ingest(
+    paths: tuple[str, ...], db_path: str | None, source: str | None, keep, follow: bool, interval: float
+) -> None:
+    """Index mail logs (rotated and .gz files included) for `whyfailed why`. Resumable:
+    run it again and it reads only what is new."""
+    import os
+
+    from bot.ingest import ingest_paths
+    from bot.sources.files import expand, size_of
+    from bot.store import Store, StoreError
+
+    path = db_path or os.environ.get("WHYFAILED_DB") or "whyfailed.db"
+    try:
+        store = Store(path)
+    except StoreError as error:
+        _stderr().print(f"error: {error}", markup=False)
+        sys.exit(EXIT_USAGE)
+    total = sum(size_of(p) for pattern in paths for p in expand(pattern) if p.exists())
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=_stderr(),
+        disable=not sys.stderr.isatty(),
+    )
+    with progress:
+        task = progress.add_task("Indexing", total=total or None)
+        stats = ingest_paths(store, list(paths), source, lambda n: progress.advance(task, n))
+    for problem in stats.skipped:
+        _stderr().print(f"skipped {problem}", markup=False)
+    rate = stats.lines / stats.seconds if stats.seconds else 0
+    click.echo(
+        f"Indexed {stats.lines} new lines from {stats.files} file(s) in {stats.seconds:.1f} s "
+        f"({rate:,.0f} lines/s); {stats.deliveries} stories updated, {stats.unparsed} lines not understood."
+    )
+    if keep is not None:
+        click.echo(f"Pruned {store.prune(keep)} stories older than {keep}.")
+    if follow:
+        from bot.sources.follow import follow_paths
+
+        follow_paths(store, list(paths), source, interval)
+    if stats.skipped and not stats.files:
+        sys.exit(EXIT_USAGE)
+
+
 @main.command()
 @click.argument("query", required=False)
 @click.option(

@@ -81,6 +81,7 @@ def correlate_queued(events: list[Event], source_format: str) -> list[Delivery]:
                 message_id=msg["message_id"],
                 direction=event.direction,
                 source_format=source_format,
+                host=event.host,
             )
         return msg["recipients"][key]
 

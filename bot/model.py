@@ -94,6 +94,7 @@ class Delivery:
     message_id: str | None = None
     direction: str | None = None
     source_format: str | None = None
+    host: str | None = None  # the host that logged it (queue ids repeat across hosts)
     attempts: list[Attempt] = field(default_factory=list)
     context: list[Evidence] = field(default_factory=list)  # lines about the message, not one attempt
     diagnosis: Diagnosis | None = None

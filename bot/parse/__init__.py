@@ -131,12 +131,17 @@ def parse_text(text: str) -> ParseResult:
     return _parse_lines(text.split("\n"))
 
 
-def _parse_lines(lines: list[str]) -> ParseResult:
+def parse_lines(lines: list[str], first_line: int = 1) -> ParseResult:
+    """Parse log lines (no bounce detection): what ingest calls on each chunk of a file."""
+    return _parse_lines(lines, first_line)
+
+
+def _parse_lines(lines: list[str], first_line: int = 1) -> ParseResult:
     result = ParseResult(lines=len(lines))
     # The last logical line: its first line number, text, quality, and where its output went.
     last: dict | None = None
     exchange_fields: list[str] | None = None  # set by an Exchange tracking log's "#Fields:" header
-    for number, physical in enumerate(lines, start=1):
+    for number, physical in enumerate(lines, start=first_line):
         line = _clean(physical)
         stripped = line.strip()
         if not stripped or stripped.startswith("```"):

@@ -91,10 +91,11 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
         if len(report.unparsed) > limit:
             say(f"  [dim]  ... {len(report.unparsed) - limit} more (use --verbose)[/dim]")
         say("")
-    say(
-        f"[dim]{report.lines} lines read, {report.parsed} understood; "
-        f"formats: {', '.join(report.formats) or 'none'}.[/dim]"
-    )
+    if report.lines:
+        say(
+            f"[dim]{report.lines} lines read, {report.parsed} understood; "
+            f"formats: {', '.join(report.formats) or 'none'}.[/dim]"
+        )
     for note in report.notes:
         say(f"[yellow]Note:[/yellow] {escape(note)}")
 

@@ -1,0 +1,89 @@
+"""Follow growing logs across rotation (rename or copytruncate) and truncation.
+
+Each read resumes from the saved (inode, offset). When the path's inode changes, the file
+we were reading was renamed: we first finish it under its new name (found by inode among
+its rotated siblings), then start the new file from its first line. When a file shrinks
+below our offset it was truncated in place, and we start again from its beginning.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from bot.ingest import IngestStats, ingest_file
+from bot.sources.files import expand
+from bot.store import Store
+
+
+def _renamed_to(path: Path, inode: int) -> Path | None:
+    for candidate in path.parent.glob(path.name + ".*"):
+        try:
+            if candidate.suffix != ".gz" and os.stat(candidate).st_ino == inode:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def catch_up(store: Store, path: Path, source: str, stats: IngestStats) -> None:
+    """Read whatever is new at `path`, handling a rotation that happened since the last read."""
+    key = str(path.resolve())
+    saved = store.position(key)
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return  # between a rename and the new file's creation: try again next round
+    if saved is not None and saved.inode != current.st_ino:
+        old = _renamed_to(path, saved.inode)
+        if old is not None:
+            finish_renamed(store, old, key, source, stats)
+        store.db["positions"].upsert(
+            {"path": key, "inode": current.st_ino, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
+        )
+    elif saved is not None and current.st_size < saved.offset:
+        # copytruncate: the same inode, cut back to zero: its new lines start at line 1
+        store.db["positions"].upsert(
+            {"path": key, "inode": current.st_ino, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
+        )
+    ingest_file(store, path, source, stats)
+
+
+def finish_renamed(store: Store, old: Path, key: str, source: str, stats: IngestStats) -> None:
+    """Read the tail of a file that was renamed away, continuing from our position in it."""
+    saved = store.position(key)
+    old_key = str(old.resolve())
+    store.db["positions"].upsert(
+        {"path": old_key, "inode": saved.inode, "offset": saved.offset, "lines": saved.lines, "updated": time.time()},
+        pk="path",
+    )
+    ingest_file(store, old, source, stats)
+
+
+def follow_paths(
+    store: Store, patterns: list[str], source: str | None, interval: float = 1.0, rounds: int | None = None
+) -> IngestStats:
+    """Keep indexing; stop on SIGTERM/SIGINT after the round in hand (positions are saved
+    with every chunk), or after `rounds` rounds (for tests)."""
+    stopping = {"now": False}
+
+    def stop(_signum, _frame):
+        stopping["now"] = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stats = IngestStats()
+    done = 0
+    try:
+        while not stopping["now"] and (rounds is None or done < rounds):
+            for pattern in patterns:
+                for path in expand(pattern)[-1:]:  # the live file; rotated ones were read already
+                    catch_up(store, path, source or pattern, stats)
+            done += 1
+            if rounds is None or done < rounds:
+                time.sleep(interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return stats

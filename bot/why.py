@@ -1,0 +1,107 @@
+"""`why ADDRESS`: the latest deliveries to or from an address, from the index or from logs.
+
+Without an index, a log is scanned the way an admin would with grep, only cheaper: find the
+lines that mention the address, collect their queue ids, then parse just the lines that carry
+one of those ids (or the address) and tell their stories.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from bot.correlate import correlate_events
+from bot.model import Delivery, Report
+from bot.parse import parse_line, parse_lines
+from bot.rules import diagnose_deliveries
+from bot.sources.files import expand, read_chunks
+from bot.store import Store
+
+_DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_MATCHED_LINES = 200_000  # bound the work one query can cause
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90m', '2h', '7d', '1w2d' -> timedelta; raises ValueError with a readable message."""
+    parts = _DURATION.findall(text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", text.strip().lower()):
+        raise ValueError(f"'{text}' is not a duration: write it like 90m, 2h, 7d or 1w")
+    return timedelta(**_sum(parts))
+
+
+def _sum(parts) -> dict:
+    total: dict[str, int] = {}
+    for number, unit in parts:
+        total[_UNITS[unit]] = total.get(_UNITS[unit], 0) + int(number)
+    return total
+
+
+def normalise_address(address: str) -> str:
+    address = address.strip().strip("<>").lower()
+    if not address or (address.count("@") != 1) or any(c.isspace() for c in address):
+        raise ValueError(f"'{address}' is not an email address or @domain")
+    return address
+
+
+def _matches(delivery: Delivery, address: str) -> bool:
+    recipient = (delivery.recipient or "").lower()
+    sender = (delivery.sender or "").lower()
+    if address.startswith("@"):
+        return recipient.endswith(address) and delivery.status != "delivered"
+    return address in (recipient, sender)
+
+
+def why_from_store(store: Store, address: str, since: timedelta | None, limit: int = 20) -> Report:
+    deliveries = store.find(address, since, limit)
+    diagnose_deliveries(deliveries)
+    return Report(input=f"index {store.path}", formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
+
+
+def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = 20) -> Report:
+    """Scan logs without an index: a prefilter pass for the address, a second for its queue ids."""
+    needle = re.compile(re.escape(address), re.IGNORECASE)
+    files = [p for pattern in patterns for p in expand(pattern) if p.exists()]
+    ids: set[str] = set()
+    for path in files:
+        for chunk in read_chunks(path):
+            for line in chunk.lines:
+                if needle.search(line):
+                    parsed = parse_line(line)
+                    if parsed and parsed[1].get("session"):
+                        ids.add(parsed[1]["session"])
+    id_pattern = re.compile("|".join(re.escape(i) for i in sorted(ids))) if ids else None
+    lines: list[str] = []
+    first_numbers: list[int] = []
+    deliveries: list[Delivery] = []
+    for path in files:
+        for chunk in read_chunks(path):
+            for offset, line in enumerate(chunk.lines):
+                if needle.search(line) or (id_pattern is not None and id_pattern.search(line)):
+                    lines.append(line)
+                    first_numbers.append(chunk.first_line + offset)
+                    if len(lines) >= MAX_MATCHED_LINES:
+                        break
+        if lines:
+            parsed = parse_lines(lines)
+            stories = correlate_events(parsed.events)
+            renumber = dict(enumerate(first_numbers, start=1))
+            for story in stories:
+                for attempt in story.attempts:
+                    attempt.evidence = [type(e)(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
+                story.context = [type(e)(renumber.get(e.line, e.line), e.text) for e in story.context]
+            deliveries += [s for s in stories if _matches(s, address)]
+            lines, first_numbers = [], []
+    if since is not None:
+        cutoff = datetime.now() - since
+        deliveries = [
+            d
+            for d in deliveries
+            if d.final and (d.final.timestamp is None or d.final.timestamp.replace(tzinfo=None) >= cutoff)
+        ]
+    deliveries.sort(
+        key=lambda d: d.final.timestamp.replace(tzinfo=None) if d.final and d.final.timestamp else datetime.min,
+        reverse=True,
+    )
+    deliveries = diagnose_deliveries(deliveries[:limit])
+    return Report(input=", ".join(patterns), formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
