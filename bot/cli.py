@@ -212,8 +212,21 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
     show_default=True,
     help="With --follow: seconds between reads.",
 )
+@click.option(
+    "--chunk-lines",
+    type=click.IntRange(100, 1_000_000),
+    default=20000,
+    show_default=True,
+    help="Lines per transaction: larger is faster, smaller loses less work to a crash.",
+)
 def ingest(
-    paths: tuple[str, ...], db_path: str | None, source: str | None, keep, follow: bool, interval: float
+    paths: tuple[str, ...],
+    db_path: str | None,
+    source: str | None,
+    keep,
+    follow: bool,
+    interval: float,
+    chunk_lines: int,
 ) -> None:
     """Index mail logs (rotated and .gz files included) for `whyfailed why`. Resumable:
     run it again and it reads only what is new."""
@@ -240,9 +253,21 @@ def ingest(
         console=_stderr(),
         disable=not sys.stderr.isatty(),
     )
-    with progress:
-        task = progress.add_task("Indexing", total=total or None)
-        stats = ingest_paths(store, list(paths), source, lambda n: progress.advance(task, n))
+    import sqlite3
+
+    try:
+        with progress:
+            task = progress.add_task("Indexing", total=total or None)
+            stats = ingest_paths(store, list(paths), source, lambda n: progress.advance(task, n), chunk_lines)
+    except sqlite3.OperationalError as error:
+        # locked by another writer past the timeout, disk full, read-only file: nothing of the
+        # chunk in hand was written, and the next run resumes from the last committed one
+        _stderr().print(
+            f"error: the index {path} cannot be written ({error}); what was indexed before is kept, "
+            "and the next run resumes from there.",
+            markup=False,
+        )
+        sys.exit(EXIT_USAGE)
     for problem in stats.skipped:
         _stderr().print(f"skipped {problem}", markup=False)
     rate = stats.lines / stats.seconds if stats.seconds else 0

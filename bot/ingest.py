@@ -86,7 +86,11 @@ def ingest_file(
 
 
 def ingest_paths(
-    store: Store, patterns: list[str], source: str | None = None, on_progress: Callable[[int], None] | None = None
+    store: Store,
+    patterns: list[str],
+    source: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    chunk_lines: int = 20000,
 ) -> IngestStats:
     stats = IngestStats()
     started = time.perf_counter()
@@ -97,7 +101,7 @@ def ingest_paths(
                 stats.skipped.append(f"{path}: no such file")
                 continue
             try:
-                ingest_file(store, path, source or pattern, stats, on_progress)
+                ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines)
             except PermissionError:
                 stats.skipped.append(f"{path}: permission denied")
             except OSError as error:

@@ -1,0 +1,179 @@
+"""The index: ingest is idempotent and resumable, follows rotation, and `why` answers from it
+or, with no index, from the logs themselves."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.ingest import ingest_paths
+from bot.sources.follow import follow_paths
+from bot.store import Store
+from bot.why import parse_duration, why_from_logs, why_from_store
+
+from .conftest import FIXTURES, REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from generate_postfix_log import generate  # noqa: E402
+
+LOG = FIXTURES / "postfix" / "deferred-then-bounced.log"
+
+
+def _status_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if " status=" in line and " to=<" in line)
+
+
+def test_ingest_twice_indexes_each_line_once(tmp_path):
+    store = Store(tmp_path / "i.db")
+    first = ingest_paths(store, [str(LOG)])
+    again = ingest_paths(store, [str(LOG)])
+    assert first.lines == 10 and again.lines == 0
+    assert store.counts()["attempts"] == _status_lines(LOG) == 4
+    assert store.counts()["deliveries"] == 2
+
+
+def test_why_from_index_is_case_insensitive_and_tells_the_whole_story(tmp_path):
+    store = Store(tmp_path / "i.db")
+    ingest_paths(store, [str(LOG)])
+    report = why_from_store(store, "OPS@slow.example.NET".lower(), None)
+    (story,) = report.deliveries
+    assert [a.status for a in story.attempts] == ["deferred", "deferred", "bounced"]
+    assert story.sender == "anna@example.com" and story.queue_id == "7A1B2C3D4E"
+    assert story.final.evidence[0].line == 8  # line numbers are the file's
+
+
+def test_why_at_domain_lists_only_failures(tmp_path):
+    store = Store(tmp_path / "i.db")
+    ingest_paths(store, [str(FIXTURES / "postfix" / "incoming-rejects.log"), str(LOG)])
+    assert [d.recipient for d in why_from_store(store, "@slow.example.net", None).deliveries] == [
+        "ops@slow.example.net"
+    ]
+    assert why_from_store(store, "@partner.example", None).deliveries == []  # carl's was delivered
+
+
+def test_why_without_index_matches_the_index(tmp_path):
+    store = Store(tmp_path / "i.db")
+    ingest_paths(store, [str(LOG)])
+    from_index = why_from_store(store, "ops@slow.example.net", None).deliveries[0]
+    from_logs = why_from_logs([str(LOG)], "ops@slow.example.net", None).deliveries[0]
+    assert [a.status for a in from_logs.attempts] == [a.status for a in from_index.attempts]
+    assert from_logs.sender == "anna@example.com"
+    # file line numbers; the queue id brings the message's own lines (pickup, cleanup, qmgr, bounce, removed)
+    assert [e.line for e in from_logs.evidence()] == [1, 2, 3, 5, 7, 8, 9, 10]
+
+
+def test_rotated_and_gzipped_files_are_read_oldest_first(tmp_path):
+    lines = list(generate(30, seed=5))
+    (tmp_path / "mail.log.2.gz").write_bytes(gzip.compress(("\n".join(lines[:10]) + "\n").encode()))
+    (tmp_path / "mail.log.1").write_text("\n".join(lines[10:20]) + "\n")
+    (tmp_path / "mail.log").write_text("\n".join(lines[20:]) + "\n")
+    store = Store(tmp_path / "i.db")
+    stats = ingest_paths(store, [str(tmp_path / "mail.log")])
+    assert (stats.files, stats.lines) == (3, 30)
+    assert store.counts()["deliveries"] == 6
+
+
+def test_follow_survives_rename_rotation_and_copytruncate(tmp_path):
+    lines = list(generate(60, seed=9))
+    live = tmp_path / "mail.log"
+    live.write_text("\n".join(lines[:10]) + "\n")
+    store = Store(tmp_path / "i.db")
+    follow_paths(store, [str(live)], "mail", rounds=1)
+    with open(live, "a") as handle:  # written after our read, before the rotation
+        handle.write("\n".join(lines[10:20]) + "\n")
+    live.rename(tmp_path / "mail.log.1")
+    live.write_text("\n".join(lines[20:40]) + "\n")
+    follow_paths(store, [str(live)], "mail", rounds=1)
+    with open(live, "a") as handle:
+        handle.write("\n".join(lines[40:50]) + "\n")
+    follow_paths(store, [str(live)], "mail", rounds=1)
+    live.write_text("")  # copytruncate
+    live.write_text("\n".join(lines[50:60]) + "\n")
+    follow_paths(store, [str(live)], "mail", rounds=1)
+    assert store.counts()["attempts"] == 12  # one status line per 5 lines, each indexed once
+    assert store.counts()["deliveries"] == 12
+
+
+def test_a_half_written_last_line_waits_for_its_newline(tmp_path):
+    lines = list(generate(10, seed=2))
+    live = tmp_path / "mail.log"
+    live.write_text("\n".join(lines[:9]) + "\n" + lines[9][:40])
+    store = Store(tmp_path / "i.db")
+    assert ingest_paths(store, [str(live)]).lines == 9
+    live.write_text("\n".join(lines) + "\n")
+    assert ingest_paths(store, [str(live)]).lines == 1
+    assert store.counts()["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_kill_9_mid_file_then_restart_indexes_every_line_once(tmp_path):
+    log = tmp_path / "big.log"
+    log.write_text("\n".join(generate(30000, seed=4)) + "\n")
+    db = tmp_path / "i.db"
+    command = [sys.executable, "-m", "bot", "ingest", str(log), "--db", str(db), "--chunk-lines", "1000"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    offset = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db, timeout=1) as connection:
+                row = connection.execute("select offset from positions").fetchone()
+        except sqlite3.Error:
+            continue
+        if row and row[0] > log.stat().st_size // 4:
+            offset = row[0]
+            break
+    assert process.poll() is None, "ingest finished before it could be killed: make the file bigger"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < offset < log.stat().st_size
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as connection:
+        attempts = connection.execute("select count(*) from attempts").fetchone()[0]
+        distinct = connection.execute("select count(distinct delivery_id || line) from attempts").fetchone()[0]
+        final = connection.execute("select offset, lines from positions").fetchone()
+    assert attempts == distinct == _status_lines(log) == 6000
+    assert final == (log.stat().st_size, 30000)
+
+
+def test_a_locked_database_gives_a_clear_error_and_keeps_what_was_indexed(tmp_path, run_cli):
+    db = tmp_path / "i.db"
+    Store(db)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        env_timeout = run_cli("ingest", str(LOG), "--db", str(db), timeout=120)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert env_timeout.returncode == 2
+    assert b"cannot be written" in env_timeout.stderr and b"Traceback" not in env_timeout.stderr
+
+
+def test_why_cli_from_logs_and_bad_input(run_cli):
+    done = run_cli("why", "ops@slow.example.net", "--log", str(LOG), "--format", "json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["deliveries"][0]["status"] == "bounced"
+    assert run_cli("why", "not an address", "--log", str(LOG)).returncode == 2
+    assert run_cli("why", "a@b.example", "--since", "yesterday", "--log", str(LOG)).returncode == 2
+    missing = run_cli("why", "a@b.example", "--db", "/nonexistent/x.db")
+    assert missing.returncode == 2 and b"whyfailed ingest" in missing.stderr
+
+
+def test_durations():
+    assert parse_duration("90m") == timedelta(minutes=90)
+    assert parse_duration("1w2d") == timedelta(days=9)
+    with pytest.raises(ValueError):
+        parse_duration("2 fortnights")
