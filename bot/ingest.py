@@ -6,8 +6,12 @@ so a restart (even after `kill -9`) continues where the last committed chunk end
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +19,26 @@ from bot.correlate import correlate_events
 from bot.knowledge import load_articles
 from bot.parse import parse_lines
 from bot.rules import diagnose_delivery
-from bot.sources.files import Chunk, expand, inode_of, read_chunks
+from bot.sources.files import expand, inode_of, read_chunks
 from bot.store import Position, Store
 
 _MESSAGE_KINDS = ("queued", "message-id")
+_LOOKAHEAD = 3  # chunks parsed ahead of the writer: bounds memory to a few chunks
+
+
+@contextmanager
+def _pool_for(path: Path, chunk_lines: int):
+    """Worker processes for files of several chunks, on machines with more than one core."""
+    cores = os.cpu_count() or 1
+    big = path.stat().st_size > chunk_lines * 200  # about two chunks of typical log lines
+    if cores < 2 or not big:
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=min(cores, 4))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 @dataclass
@@ -45,15 +65,32 @@ def _messages(events) -> list[dict]:
     return list(facts.values())
 
 
-def ingest_chunk(store: Store, source: str, chunk: Chunk, position: Position, stats: IngestStats) -> None:
-    parsed = parse_lines(chunk.lines, chunk.first_line)
+@dataclass
+class ParsedChunk:
+    deliveries: list
+    messages: list[dict]
+    unparsed: int
+    lines: int
+
+
+def parse_chunk(lines: list[str], first_line: int) -> ParsedChunk:
+    """The pure part of ingesting a chunk: parse, correlate, diagnose from what it holds.
+    Runs in a worker process, so both cores parse while the main process writes."""
+    parsed = parse_lines(lines, first_line)
     deliveries = correlate_events(parsed.events)
     articles = load_articles()
+    for delivery in deliveries:
+        delivery.diagnosis = diagnose_delivery(delivery, articles)
+    return ParsedChunk(deliveries, _messages(parsed.events), len(parsed.unparsed), len(lines))
+
+
+def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Position, stats: IngestStats) -> None:
+    articles = load_articles()
     stats.deliveries += store.write_chunk(
-        source, deliveries, _messages(parsed.events), position, lambda story: diagnose_delivery(story, articles)
+        source, parsed.deliveries, parsed.messages, position, lambda story: diagnose_delivery(story, articles)
     )
-    stats.lines += len(chunk.lines)
-    stats.unparsed += len(parsed.unparsed)
+    stats.lines += parsed.lines
+    stats.unparsed += parsed.unparsed
 
 
 def ingest_file(
@@ -63,25 +100,37 @@ def ingest_file(
     stats: IngestStats,
     on_progress: Callable[[int], None] | None = None,
     chunk_lines: int = 20000,
+    pool: Executor | None = None,
 ) -> None:
-    """Index one file from its saved position (or from the start, if it is new or was rotated)."""
+    """Index one file from its saved position (or from the start, if it is new or was rotated).
+    With a pool, chunks are parsed ahead in other processes and written here in file order."""
     key = str(path.resolve())
     inode = inode_of(path)
     saved = store.position(key)
     offset, first_line = 0, 1
-    if (
-        saved is not None
-        and saved.inode == inode
-        and saved.offset <= path.stat().st_size
-        or (saved is not None and path.suffix == ".gz" and saved.inode == inode)
-    ):
+    if saved is not None and saved.inode == inode and (path.suffix == ".gz" or saved.offset <= path.stat().st_size):
         offset, first_line = saved.offset, saved.lines + 1
+    pending: deque = deque()
+
+    def write_oldest() -> None:
+        nonlocal offset
+        future, position = pending.popleft()
+        parsed = future.result() if pool is not None else future
+        write_parsed(store, source, parsed, position, stats)
+        if on_progress:
+            on_progress(position.offset - offset)
+        offset = position.offset
+
     for chunk in read_chunks(path, offset, first_line, chunk_lines):
         position = Position(key, inode, chunk.end_offset, chunk.first_line + len(chunk.lines) - 1)
-        ingest_chunk(store, source, chunk, position, stats)
-        if on_progress:
-            on_progress(chunk.end_offset - offset)
-        offset = chunk.end_offset
+        if pool is None:
+            pending.append((parse_chunk(chunk.lines, chunk.first_line), position))
+        else:
+            pending.append((pool.submit(parse_chunk, chunk.lines, chunk.first_line), position))
+        while len(pending) > (_LOOKAHEAD if pool is not None else 0):
+            write_oldest()
+    while pending:
+        write_oldest()
     stats.files += 1
 
 
@@ -101,7 +150,8 @@ def ingest_paths(
                 stats.skipped.append(f"{path}: no such file")
                 continue
             try:
-                ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines)
+                with _pool_for(path, chunk_lines) as pool:
+                    ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines, pool)
             except PermissionError:
                 stats.skipped.append(f"{path}: permission denied")
             except OSError as error:

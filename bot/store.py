@@ -195,7 +195,9 @@ class Store:
                 fact = senders.get(message_key, {})
                 story.sender = story.sender or delivery.sender or fact.get("sender")
                 story.message_id = story.message_id or delivery.message_id or fact.get("message_id")
-                rows.append(_delivery_row(source, key, message_key, delivery, story, diagnose(story)))
+                # a story new in this chunk was diagnosed already (in the parsing process)
+                diagnosis = delivery.diagnosis if key not in known and delivery.diagnosis else diagnose(story)
+                rows.append(_delivery_row(source, key, message_key, delivery, story, diagnosis))
             self.db.conn.executemany(
                 f"insert or replace into deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
                 f"values ({', '.join('?' * len(_DELIVERY_COLUMNS))})",
