@@ -11,10 +11,11 @@ import re
 from datetime import datetime, timedelta
 
 from bot.correlate import correlate_events
-from bot.model import Delivery, Report
+from bot.model import Delivery, Evidence, Report
 from bot.parse import parse_line, parse_lines
 from bot.rules import diagnose_deliveries
-from bot.sources.files import expand, read_chunks
+from bot.sources.files import expand
+from bot.sources.scan import grep_lines
 from bot.store import Store
 
 _DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
@@ -60,38 +61,28 @@ def why_from_store(store: Store, address: str, since: timedelta | None, limit: i
 
 def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = 20) -> Report:
     """Scan logs without an index: a prefilter pass for the address, a second for its queue ids."""
-    needle = re.compile(re.escape(address), re.IGNORECASE)
     files = [p for pattern in patterns for p in expand(pattern) if p.exists()]
-    ids: set[str] = set()
-    for path in files:
-        for chunk in read_chunks(path):
-            for line in chunk.lines:
-                if needle.search(line):
-                    parsed = parse_line(line)
-                    if parsed and parsed[1].get("session"):
-                        ids.add(parsed[1]["session"])
-    id_pattern = re.compile("|".join(re.escape(i) for i in sorted(ids))) if ids else None
-    lines: list[str] = []
-    first_numbers: list[int] = []
     deliveries: list[Delivery] = []
     for path in files:
-        for chunk in read_chunks(path):
-            for offset, line in enumerate(chunk.lines):
-                if needle.search(line) or (id_pattern is not None and id_pattern.search(line)):
-                    lines.append(line)
-                    first_numbers.append(chunk.first_line + offset)
-                    if len(lines) >= MAX_MATCHED_LINES:
-                        break
-        if lines:
-            parsed = parse_lines(lines)
-            stories = correlate_events(parsed.events)
-            renumber = dict(enumerate(first_numbers, start=1))
-            for story in stories:
-                for attempt in story.attempts:
-                    attempt.evidence = [type(e)(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
-                story.context = [type(e)(renumber.get(e.line, e.line), e.text) for e in story.context]
-            deliveries += [s for s in stories if _matches(s, address)]
-            lines, first_numbers = [], []
+        hits = grep_lines(path, [address.encode()], ignore_case=True)[:MAX_MATCHED_LINES]
+        ids = set()
+        for _, line in hits:
+            parsed = parse_line(line)
+            if parsed and parsed[1].get("session"):
+                ids.add(parsed[1]["session"])
+        if ids:  # the second pass: every line of those messages
+            hits = sorted({*hits, *grep_lines(path, [i.encode() for i in sorted(ids)])})[:MAX_MATCHED_LINES]
+        if not hits:
+            continue
+        numbers = [number for number, _ in hits]
+        parsed = parse_lines([line for _, line in hits])
+        renumber = dict(enumerate(numbers, start=1))
+        for story in correlate_events(parsed.events):
+            for attempt in story.attempts:
+                attempt.evidence = [Evidence(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
+            story.context = [Evidence(renumber.get(e.line, e.line), e.text) for e in story.context]
+            if _matches(story, address):
+                deliveries.append(story)
     if since is not None:
         cutoff = datetime.now() - since
         deliveries = [
