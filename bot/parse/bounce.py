@@ -309,7 +309,19 @@ def _recipient_values(address: str, block: _Recipient, record: Message | None, c
     if reply and reply.remote_ip:
         values["remote_ip"] = reply.remote_ip
     values["status"] = status_word or _status_from(values, everything)
+    if values["status"] == "bounced" and _gave_up_retrying(values.get("enhanced_status"), everything):
+        values["status"] = "expired"
     return values
+
+
+_EXPIRY_PHRASES = ("delivery time expired", "retry timeout exceeded", "queue.expired", "message expired",
+                   "too long in queue", "gave up retrying", "could not be delivered within")
+
+
+def _gave_up_retrying(enhanced: str | None, text: str) -> bool:
+    """A bounce sent after retries ran out (X.4.7, "delivery time expired"): an expiry."""
+    lowered = text.lower()
+    return (enhanced or "")[1:] == ".4.7" or any(phrase in lowered for phrase in _EXPIRY_PHRASES)
 
 
 def _block_stage(block: _Recipient) -> str | None:
