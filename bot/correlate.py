@@ -19,6 +19,11 @@ QUEUED_FORMATS = ("postfix", "exim", "sendmail", "opensmtpd", "qmail", "haraka",
 SESSION_FORMATS = ("session", "transcript", "hmailserver", "mdaemon")
 
 
+def _no_attempt_made(event: Event) -> bool:
+    text = (event.text or "").lower()
+    return event.status == "deferred" and "retry time not reached" in text
+
+
 def _evidence(event: Event) -> Evidence:
     return Evidence(event.line, event.raw)
 
@@ -109,6 +114,10 @@ def correlate_queued(events: list[Event], source_format: str) -> list[Delivery]:
             msg["context"].append(_evidence(event))
         elif event.kind == "status" and event.recipient is not None:
             delivery = delivery_for(msg, event, event.recipient)
+            if delivery.attempts and _no_attempt_made(event):
+                # Exim's "retry time not reached": no new try, so the last real one still explains it
+                delivery.attempts[-1].evidence.append(_evidence(event))
+                continue
             attempt = _attempt(event, event.status or "unknown")
             for earlier in pending_by_pid.pop((event.host, event.pid), []):
                 attempt.evidence.insert(0, _evidence(earlier))

@@ -42,6 +42,7 @@ class Rule:
     codes: tuple[str, ...] = ()
     stages: tuple[str, ...] = ()
     vendors: tuple[str, ...] = ()
+    has_code: bool | None = None  # True: only when the reply has a code; False: only when it has none
     weight: float = 0.7
 
 
@@ -84,7 +85,7 @@ def _words(values, where: str) -> tuple[str, ...]:
 def _rule(raw: dict, where: str) -> Rule:
     if not isinstance(raw, dict):
         raise KnowledgeError(f"{where}: each rule is a mapping")
-    unknown = set(raw) - {"phrases", "also", "unless", "codes", "stages", "vendors", "weight"}
+    unknown = set(raw) - {"phrases", "also", "unless", "codes", "stages", "vendors", "has_code", "weight"}
     if unknown:
         raise KnowledgeError(f"{where}: unknown keys {sorted(unknown)}")
     rule = Rule(
@@ -94,8 +95,11 @@ def _rule(raw: dict, where: str) -> Rule:
         codes=tuple(str(c).upper() for c in raw.get("codes") or ()),
         stages=_words(raw.get("stages"), where),
         vendors=_words(raw.get("vendors"), where),
+        has_code=raw.get("has_code"),
         weight=float(raw.get("weight", 0.7)),
     )
+    if rule.has_code not in (None, True, False):
+        raise KnowledgeError(f"{where}: has_code is true or false")
     if not 0 < rule.weight <= 1:
         raise KnowledgeError(f"{where}: weight must be in (0, 1]")
     if rule.codes and not rule.phrases and rule.weight > MAX_CODE_ONLY_WEIGHT:

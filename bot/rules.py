@@ -56,14 +56,17 @@ def score_rule(rule: Rule, facts: Facts) -> float:
         return 0.0
     if rule.stages and facts.stage is not None and facts.stage not in rule.stages:
         return 0.0
+    if rule.has_code is not None and rule.has_code != (facts.reply_code is not None or facts.enhanced is not None):
+        return 0.0
     text = facts.text
-    if rule.unless and any(p in text for p in rule.unless):
+    # phrases first: most rules fail there, so the longer unless/also lists are rarely read
+    if rule.phrases and not any(p in text for p in rule.phrases):
         return 0.0
     if rule.also and not all(p in text for p in rule.also):
         return 0.0
+    if rule.unless and any(p in text for p in rule.unless):
+        return 0.0
     if rule.phrases:
-        if not any(p in text for p in rule.phrases):
-            return 0.0
         return rule.weight + (CODE_BONUS if rule.codes and _code_matches(rule.codes, facts) else 0.0)
     if rule.codes:
         return rule.weight if _code_matches(rule.codes, facts) else 0.0
@@ -112,7 +115,7 @@ def _related_for_history(delivery: Delivery, articles: dict[str, Article]) -> tu
         if attempt.status != "deferred":
             continue
         article, score = best_match(Facts.of(attempt), articles, exclude=("expired-in-queue",))
-        if article.id not in seen:
+        if article.id not in seen and article.id != "unknown":
             when = f" at {attempt.timestamp:%H:%M:%S}" if attempt.timestamp else ""
             seen[article.id] = Related(article.id, article.title, f"deferred{when}: {attempt.text or ''}".strip())
     return tuple(seen.values())
@@ -132,6 +135,7 @@ def diagnose_delivery(delivery: Delivery, articles: dict[str, Article] | None = 
             )
     else:
         article, score = best_match(facts, articles)
+    related = tuple(r for r in related if r.id != article.id)  # the outcome's own cause is not "also"
     if article.id == "delivered" and related:
         notes = ", ".join(r.title.lower() for r in related)
         summary = f"Delivered after a temporary failure that resolved itself ({notes})."

@@ -135,3 +135,22 @@ def test_postfix_kv_splitter_is_the_grammars_kv_terminal():
 
     grammar = (grammar_dir() / "postfix.lark").read_text()
     assert f"KV: /{KV_PATTERN}/" in grammar
+
+
+def test_every_grammar_builds_lalr_clean():
+    from lark import Transformer
+
+    from bot.parse.grammars import parser
+    from bot.resources import grammar_dir
+
+    names = [p.stem for p in grammar_dir().glob("*.lark") if p.stem != "common"]
+    assert len(names) >= 12
+    for name in names:
+        assert parser(name, Transformer) is not None
+
+
+def test_iso_stamped_syslog_line_is_not_mistaken_for_exim():
+    result = parse_text("2026-11-28 10:15:02 mx1 postfix/qmgr[980]: ABCDE12345: removed")
+    assert (result.events[0].format, result.events[0].kind) == ("postfix", "removed")
+    exim = parse_text("2026-11-28 10:15:02 Start queue run: pid=14595")
+    assert (exim.events[0].format, exim.events[0].kind) == ("exim", "info")

@@ -91,12 +91,15 @@ def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] |
     1 = framing understood but not the message (kept as an 'info' event)."""
     if kind == "sniff":
         kind = sniff_line(line)
+    if kind == "exim":
+        # "2026-11-28 10:15:02 host program[pid]: ..." is syslog with an ISO stamp, not Exim:
+        # only a real syslog header makes the syslog grammar win (Exim's fields never fit one).
+        framed = parse_syslog_header(line)
+        if framed is not None:
+            return parse_program_message(*framed)
     if kind in _LINE_PARSERS:
         values = _LINE_PARSERS[kind](line)
-        if values is not None:
-            return kind, values, 2
-        framed = parse_syslog_header(line) if kind == "exim" else None
-        return parse_program_message(*framed) if framed else None
+        return (kind, values, 2) if values is not None else None
     if kind == "syslog":
         framed = parse_syslog_header(line)
         return parse_program_message(*framed) if framed else None

@@ -105,7 +105,8 @@ def _cut_copy(text: str) -> str:
 def _walk(message: Message, found: dict) -> None:
     """Collect the human-readable text, DSN records, ARF report and the original's headers."""
     ctype = message.get_content_type()
-    if message.is_multipart() and ctype != "message/delivery-status":
+    # The email package reads both report parts as lists of header blocks: collect, don't descend.
+    if message.is_multipart() and ctype not in ("message/delivery-status", "message/feedback-report"):
         for part in message.iter_parts() if hasattr(message, "iter_parts") else message.get_payload():
             _walk(part, found)
         return
@@ -314,8 +315,15 @@ def _recipient_values(address: str, block: _Recipient, record: Message | None, c
     return values
 
 
-_EXPIRY_PHRASES = ("delivery time expired", "retry timeout exceeded", "queue.expired", "message expired",
-                   "too long in queue", "gave up retrying", "could not be delivered within")
+_EXPIRY_PHRASES = (
+    "delivery time expired",
+    "retry timeout exceeded",
+    "queue.expired",
+    "message expired",
+    "too long in queue",
+    "gave up retrying",
+    "could not be delivered within",
+)
 
 
 def _gave_up_retrying(enhanced: str | None, text: str) -> bool:

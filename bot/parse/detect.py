@@ -45,11 +45,9 @@ BOUNCE_MARKERS = (
 )
 
 
-# Exim's own log files: "2026-11-28 10:15:02 " (a space, not a T), then its message id or fields.
-_EXIM = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?( [+-][0-9]{4})?( \[[0-9]+\])? "
-    r"([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4} |[A-Z]=|SMTP |no |TLS |[a-z]+ connection)"
-)
+# Exim's own log files: "2026-11-28 10:15:02 " (a space, not a T). A syslog line with such a
+# stamp has "host program[pid]:" next: parse_line falls back to the syslog grammar for it.
+_EXIM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?( [+-][0-9]{4})?( \[[0-9]+\])? ")
 
 
 # '"SMTPD"\t4124\t31\t"2026-...' (hMailServer)

@@ -183,6 +183,12 @@ class EximTransformer(Transformer):
         kind = "completed" if lowered.startswith("completed") else "frozen" if "frozen" in lowered else "info"
         return {"session": str(children[0]), "kind": kind, "text": note}
 
+    def with_id_host_note(self, children):
+        pairs = _fields([c for c in children[1:-1]])
+        note = str(children[-1]).lstrip(": ").strip()
+        host, ip = _host(pairs.get("H"))
+        return {"session": str(children[0]), "kind": "info", "text": note, "remote_host": host, "remote_ip": ip}
+
     def connection_note(self, children):
         return {"kind": "info", "text": str(children[0]), "direction": "in"}
 

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from lark import Lark, Transformer
+from lark.exceptions import GrammarError
 
 try:  # Cython build of Lark's LALR parser and lexer: same grammars, about twice the speed.
     import lark_cython
@@ -48,7 +49,12 @@ def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
     )
     cache_file = _cache_file(name)
     try:
-        return Lark.open(str(path), cache=cache_file or False, **options)
-    except (OSError, EOFError, ValueError):
-        # An unreadable or corrupt cache must never stop the bot: build without it.
-        return Lark.open(str(path), **options)
+        try:
+            return Lark.open(str(path), cache=cache_file or False, **options)
+        except (OSError, EOFError, ValueError):
+            # An unreadable or corrupt cache must never stop the bot: build without it.
+            return Lark.open(str(path), **options)
+    except GrammarError as error:
+        # Not a LarkError to the callers, who read those as "this line does not parse":
+        # a broken grammar must fail loudly, not make every line unparsed.
+        raise RuntimeError(f"grammar/{name}.lark does not build: {error}") from error

@@ -26,7 +26,10 @@ class SyslogTransformer(Transformer):
         if text.startswith("<"):
             text = text[text.index(">") + 1 :]
         parts = text.split()
-        if text[:1].isdigit():  # ISO-8601: one field of time
+        if text[:1].isdigit() and "T" not in parts[0] and len(parts) > 1 and ":" in parts[1][:3]:
+            # "2026-11-28 10:15:02 host ...": an ISO date and time with a space between
+            stamp, rest = parse_any("TS_ISO", f"{parts[0]} {parts[1]}"), parts[2:]
+        elif text[:1].isdigit():  # ISO-8601: one field of time
             stamp, rest = parse_any("TS_ISO", parts[0]), parts[1:]
         else:  # RFC 3164: "Nov 28 10:15:02"
             stamp, rest = parse_any("TS_3164", " ".join(parts[:3])), parts[3:]
