@@ -101,3 +101,17 @@ def test_qmail_report_text_is_decoded():
     result = parse_text(fixture_text("qmail/current"))
     story = next(d for d in correlate_events(result.events) if d.recipient == "jane@example.org")
     assert "does not like recipient" in story.final.text and "_" not in story.final.text
+
+
+@pytest.mark.parametrize(
+    "name", ["captured/postfix-3.7.11.log", "captured/exim-4.96-main.log", "captured/exim-4.96-reject.log"]
+)
+def test_real_mta_logs_parse_completely_and_every_outcome_carries_its_facts(name):
+    result = parse_text(fixture_text(name))
+    assert result.unparsed == []
+    outcomes = [e for e in result.events if e.kind in ("status", "reject", "expired")]
+    assert outcomes
+    for event in outcomes:
+        assert event.status, event.raw
+        assert event.recipient or event.kind == "expired", event.raw
+        assert event.reply_code or event.enhanced_status or event.text, event.raw

@@ -146,3 +146,14 @@ def test_mixed_paste_with_wrapped_lines_and_three_timestamp_forms():
     assert found["dave@example.com"].diagnosis.id == "blocked-reputation"
     assert [u.line for u in report.unparsed] == [1, 9]
     assert set(report.formats) == {"postfix", "syslog"}
+
+
+def test_feedback_loop_report_is_a_spam_complaint():
+    story = _by_recipient("bounce/arf-complaint.eml")["reader@isp.example.net"]
+    assert story.status == "delivered" and story.sender == "news@example.com"
+    assert story.diagnosis.id == "spam-complaint"
+
+
+def test_out_of_office_is_an_auto_reply_not_a_failure():
+    story = _by_recipient("bounce/auto-reply.eml")["carl@partner.example"]
+    assert story.status == "delivered" and story.diagnosis.id == "auto-reply"

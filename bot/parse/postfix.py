@@ -106,6 +106,7 @@ class PostfixTransformer(Transformer):
             elif child.type == "RETURNED":
                 fields["kind"] = "expired"
                 fields["status"] = "expired"
+                fields["text"] = "the message expired in the queue and was returned to the sender"
         return fields
 
     def removed(self, _children):
