@@ -286,6 +286,22 @@ def ingest(
 
 
 @main.command()
+@click.option("--db", "db_path", default=None, help="The index /whyfailed ADDRESS reads (default: $WHYFAILED_DB).")
+@click.option(
+    "--log", "logs", multiple=True, metavar="PATH", help="Logs /whyfailed ADDRESS scans when there is no index."
+)
+def chat(db_path: str | None, logs: tuple[str, ...]) -> None:
+    """Talk to the bot in this terminal: paste a log (end with an empty line), /whyfailed ADDRESS,
+    /kb QUERY, /help, /quit. The same answers as in Slack or Discord, with no tokens and no network."""
+    from bot.adapters.console import run_console
+    from bot.conversation import Conversation
+    from bot.settings import Settings
+
+    overrides = {k: v for k, v in (("db", db_path), ("logs", list(logs))) if v}
+    sys.exit(run_console(Conversation(Settings(**overrides))))
+
+
+@main.command()
 @click.argument("query", required=False)
 @click.option(
     "--format", "-f", "fmt", type=click.Choice(("text", "markdown", "json")), default="text", show_default=True
@@ -303,10 +319,10 @@ def kb(query: str | None, fmt: str) -> None:
             for article_id, title in rows:
                 click.echo(f"{article_id:<24} {title}")
         return
-    wanted = query.lower()
-    found = articles.get(wanted) or next(
-        (a for a in articles.values() if wanted in a.title.lower() or wanted in a.id), None
-    )
+    from bot.kbsearch import search_articles
+
+    matches = search_articles(query)
+    found = matches[0] if matches else None
     if found is None:
         _stderr().print(f"No article matches '{query}'. Run `whyfailed kb` for the list.", markup=False)
         sys.exit(EXIT_USAGE)

@@ -1,0 +1,214 @@
+"""What the bot says, whatever the surface: the one core every chat adapter calls.
+
+Adapters turn their platform's events into `on_message` (a pasted log, a file) and
+`on_command` (`/whyfailed ...`) calls, and render the `Reply` for their surface. Nothing here
+knows Slack, Discord or a terminal; nothing there parses a log.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from bot.kbsearch import search_articles
+from bot.knowledge import Article
+from bot.model import Attempt, Delivery, Evidence, Report
+from bot.report import diagnose_text
+from bot.settings import Settings
+
+HELP = """\
+Paste a mail log excerpt or a bounce message and I will tell you why the mail was not delivered:
+Postfix, Exim, Sendmail, Exchange, qmail, OpenSMTPD, hMailServer, MDaemon, Haraka, VisNetic-style
+session logs, S:/C: transcripts and bounces (DSN, Gmail, Outlook, Yahoo...).
+
+Commands:
+  /whyfailed user@example.org [--since 2d]   the latest deliveries to or from an address
+  /whyfailed @example.org                     a domain's recent failures
+  /whyfailed kb QUERY                          search the knowledge base (a code like 5.7.1 works)
+  /whyfailed help                              this text"""
+
+# An address: a bounded local part (no nested quantifiers, so no backtracking) then @domain.
+_ADDRESS = re.compile(r"([A-Za-z0-9._%+=-])[A-Za-z0-9._%+=-]{0,63}@([A-Za-z0-9.-]{1,253})")
+
+
+@dataclass(frozen=True)
+class Context:
+    surface: str  # console | slack | discord
+    user: str
+    channel: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+@dataclass
+class Reply:
+    kind: str  # report | articles | help | refusal | notice
+    text: str = ""
+    report: Report | None = None
+    articles: list[Article] = field(default_factory=list)
+    ephemeral: bool = False
+    address: str | None = None
+
+
+def looks_like_mail_log(report: Report) -> bool:
+    """Worth a reply: it told a delivery story, or at least held lines of a mail format."""
+    if report.deliveries:
+        return True
+    relevant = sum(stats.get("relevant", 0) for stats in report.format_stats.values())
+    return relevant > 0
+
+
+def redact(text: str | None) -> str | None:
+    """j.smith@example.org -> j***@example.org: who can be named in a channel is not ours to decide."""
+    if text is None:
+        return None
+    return _ADDRESS.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+
+
+def redact_report(report: Report) -> Report:
+    def attempt(item: Attempt) -> Attempt:
+        return replace(item, text=redact(item.text), evidence=[Evidence(e.line, redact(e.text)) for e in item.evidence])
+
+    deliveries = []
+    for story in report.deliveries:
+        copy = replace(
+            story,
+            recipient=redact(story.recipient),
+            sender=redact(story.sender),
+            attempts=[attempt(a) for a in story.attempts],
+            context=[Evidence(e.line, redact(e.text)) for e in story.context],
+        )
+        if story.diagnosis is not None:
+            copy.diagnosis = replace(story.diagnosis, summary=redact(story.diagnosis.summary))
+        deliveries.append(copy)
+    return replace(report, deliveries=deliveries, unparsed=[replace(u, text=redact(u.text)) for u in report.unparsed])
+
+
+class Conversation:
+    def __init__(self, settings: Settings | None = None, audit=None):
+        self.settings = settings or Settings()
+        self.audit = audit  # callable(context, query, outcome) or None
+
+    # --- pasted logs ----------------------------------------------------------------------
+
+    def on_message(self, text: str, context: Context, name: str = "paste") -> Reply | None:
+        """A message or file from chat: a Reply when it holds a mail log, None otherwise."""
+        data = text.encode("utf-8", "replace")
+        notes = []
+        if len(data) > self.settings.max_paste_bytes:
+            text = data[: self.settings.max_paste_bytes].decode("utf-8", "ignore").rsplit("\n", 1)[0]
+            notes.append(f"Only the first {self.settings.max_paste_bytes // 1000} kB were read.")
+        report = diagnose_text(text, name, notes)
+        if not looks_like_mail_log(report):
+            return None
+        if self.settings.redact_local_parts and context.surface != "console":
+            report = redact_report(report)
+        return Reply("report", report=report)
+
+    # --- /whyfailed -----------------------------------------------------------------------
+
+    def on_command(self, arguments: str, context: Context) -> Reply:
+        words = arguments.strip().split()
+        if not words or words[0].lower() in ("help", "-h", "--help", "?"):
+            return Reply("help", text=HELP, ephemeral=True)
+        if words[0].lower() == "kb":
+            query = " ".join(words[1:])
+            if not query:
+                return Reply(
+                    "notice", text="Usage: /whyfailed kb QUERY (words, an id, or a code like 5.7.1)", ephemeral=True
+                )
+            found = search_articles(query[:200])
+            if not found:
+                return Reply("notice", text="No article matches that. Try a reply code or other words.", ephemeral=True)
+            return Reply("articles", articles=found, ephemeral=True)
+        return self._why(words, context)
+
+    def may_query(self, context: Context) -> bool:
+        """/whyfailed ADDRESS shows log data: only where and to whom it was allowed."""
+        if context.surface == "console":
+            return True
+        allowed_users = set(self.settings.allowed_users)
+        if context.user in allowed_users or allowed_users & set(context.groups):
+            return True
+        return context.channel is not None and context.channel in self.settings.allowed_channels
+
+    def _why(self, words: list[str], context: Context) -> Reply:
+        from bot.why import normalise_address, parse_duration
+
+        query = " ".join(words)[:300]
+        if not self.may_query(context):
+            self._audit(context, query, "refused")
+            return Reply(
+                "refusal",
+                ephemeral=True,
+                text=(
+                    "Sorry, /whyfailed ADDRESS shows mail log data and is not enabled for you here. "
+                    "Ask an admin to add this channel or your account to the allowed list."
+                ),
+            )
+        try:
+            address = normalise_address(words[0])
+            since = None
+            if len(words) >= 3 and words[1] == "--since":
+                since = parse_duration(words[2])
+            elif len(words) > 1:
+                raise ValueError("write it as: /whyfailed user@example.org [--since 2d]")
+        except ValueError as error:
+            self._audit(context, query, "bad request")
+            return Reply("notice", text=f"{error}. Try /whyfailed help.", ephemeral=True)
+        report = self._lookup(address, since)
+        self._audit(context, query, f"answered: {len(report.deliveries)} stories")
+        if self.settings.redact_local_parts:
+            report = redact_report(report)
+        if not report.deliveries:
+            return Reply(
+                "notice",
+                ephemeral=True,
+                address=address,
+                text=f"No deliveries to or from {redact(address) if self.settings.redact_local_parts else address}"
+                f" were found{' in that time' if since else ''}.",
+            )
+        return Reply("report", report=report, ephemeral=True, address=address)
+
+    def _lookup(self, address: str, since: timedelta | None) -> Report:
+        import os
+
+        from bot.store import Store
+        from bot.why import why_from_logs, why_from_store
+
+        limit = self.settings.max_results
+        if os.path.exists(self.settings.db):
+            return why_from_store(Store(self.settings.db), address, since, limit)
+        if self.settings.logs:
+            return why_from_logs(self.settings.logs, address, since, limit)
+        return Report(input="nothing configured", formats=[], lines=0, parsed=0, deliveries=[], unparsed=[])
+
+    def _audit(self, context: Context, query: str, outcome: str) -> None:
+        if self.audit is not None:
+            self.audit(context, query, outcome)
+
+
+def store_audit(db_path: str):
+    """An audit callable that writes one row per query into the index's `audit` table."""
+
+    def write(context: Context, query: str, outcome: str) -> None:
+        from bot.store import Store
+
+        store = Store(db_path)
+        store.db["audit"].insert(
+            {
+                "time": time.time(),
+                "surface": context.surface,
+                "user": context.user,
+                "channel": context.channel,
+                "query": query,
+                "outcome": outcome,
+            }
+        )
+
+    return write
+
+
+def deliveries_of(reply: Reply) -> list[Delivery]:
+    return reply.report.deliveries if reply.report else []
