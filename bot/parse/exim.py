@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from lark import Transformer
-from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.peers import strip_angle
 from bot.parse.reply import parse_reply
 from bot.parse.timestamps import parse_iso
@@ -202,7 +201,4 @@ class EximTransformer(Transformer):
 
 
 def parse_exim_line(line: str) -> dict | None:
-    try:
-        return parser("exim", EximTransformer).parse(line)
-    except LarkError:
-        return None
+    return parse_or_none("exim", EximTransformer, line)

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from lark import Lark, Transformer
-from lark.exceptions import GrammarError
+from lark.exceptions import GrammarError, LarkError
 
 try:  # Cython build of Lark's LALR parser and lexer: same grammars, about twice the speed.
     import lark_cython
@@ -58,3 +58,11 @@ def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
         # Not a LarkError to the callers, who read those as "this line does not parse":
         # a broken grammar must fail loudly, not make every line unparsed.
         raise RuntimeError(f"grammar/{name}.lark does not build: {error}") from error
+
+
+def parse_or_none(name: str, transformer_cls: type[Transformer], text: str):
+    """Run a grammar on one line; None when the line is not in that grammar's language."""
+    try:
+        return parser(name, transformer_cls).parse(text)
+    except LarkError:
+        return None

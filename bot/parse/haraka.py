@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from lark import Transformer
-from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.peers import strip_angle
 from bot.parse.reply import parse_reply
 from bot.parse.timestamps import parse_iso
@@ -91,7 +90,4 @@ class HarakaTransformer(Transformer):
 
 
 def parse_haraka_line(line: str) -> dict | None:
-    try:
-        return parser("haraka", HarakaTransformer).parse(line)
-    except LarkError:
-        return None
+    return parse_or_none("haraka", HarakaTransformer, line)

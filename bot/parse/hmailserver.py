@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from lark import Transformer
-from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.timestamps import parse_iso
 from bot.parse.transcript import parse_transcript_line
 
@@ -36,7 +35,4 @@ class HmailTransformer(Transformer):
 
 
 def parse_hmailserver_line(line: str) -> dict | None:
-    try:
-        return parser("hmailserver", HmailTransformer).parse(line)
-    except LarkError:
-        return None
+    return parse_or_none("hmailserver", HmailTransformer, line)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from lark.exceptions import LarkError
-
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.smtp_lines import SmtpLineTransformer
 from bot.parse.timestamps import parse_iso
 
@@ -40,7 +38,4 @@ class MdaemonTransformer(SmtpLineTransformer):
 
 
 def parse_mdaemon_line(line: str) -> dict | None:
-    try:
-        return parser("mdaemon", MdaemonTransformer).parse(line)
-    except LarkError:
-        return None
+    return parse_or_none("mdaemon", MdaemonTransformer, line)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from lark import Transformer
-from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.peers import strip_angle
 from bot.parse.reply import parse_reply, stage_from_text
 
@@ -69,7 +68,4 @@ class QmailTransformer(Transformer):
 
 
 def parse_qmail_line(line: str) -> dict | None:
-    try:
-        return parser("qmail", QmailTransformer).parse(line)
-    except LarkError:
-        return None
+    return parse_or_none("qmail", QmailTransformer, line)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from lark import Transformer
-from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.peers import strip_angle
 from bot.parse.reply import parse_reply
 
@@ -124,7 +123,4 @@ def _status(stat: str, dsn: str | None) -> dict:
 
 
 def parse_sendmail_message(message: str) -> dict | None:
-    try:
-        return parser("sendmail", SendmailTransformer).parse(message)
-    except LarkError:
-        return None
+    return parse_or_none("sendmail", SendmailTransformer, message)

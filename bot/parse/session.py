@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from lark.exceptions import LarkError
-
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.smtp_lines import SmtpLineTransformer
 from bot.parse.timestamps import parse_any
 
@@ -34,7 +32,4 @@ class SessionTransformer(SmtpLineTransformer):
 
 
 def parse_session_line(line: str) -> dict | None:
-    try:
-        return parser("session", SessionTransformer).parse(line)
-    except LarkError:
-        return None
+    return parse_or_none("session", SessionTransformer, line)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from lark.exceptions import LarkError
-
-from bot.parse.grammars import parser
+from bot.parse.grammars import parse_or_none
 from bot.parse.smtp_lines import SmtpLineTransformer
 
 
@@ -14,7 +12,4 @@ class TranscriptTransformer(SmtpLineTransformer):
 
 
 def parse_transcript_line(line: str) -> dict | None:
-    try:
-        return parser("transcript", TranscriptTransformer).parse(line.strip())
-    except LarkError:
-        return None
+    return parse_or_none("transcript", TranscriptTransformer, line.strip())
