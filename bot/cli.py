@@ -302,6 +302,28 @@ def chat(db_path: str | None, logs: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option("--online", is_flag=True, help="Also try to reach Slack and Discord over the network.")
+@click.option("--format", "-f", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+def doctor(online: bool, fmt: str) -> None:
+    """Check tokens, database, log sources, grammars and the knowledge base, and say what to fix.
+    Exit status 1 when something needs fixing."""
+    from bot.doctor import FAIL, OK, WARN, run_doctor
+
+    findings = run_doctor(online=online)
+    if fmt == "json":
+        click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        marks = {OK: "[green]✓[/green]", WARN: "[yellow]![/yellow]", FAIL: "[red]✗[/red]"}
+        console = Console(highlight=False)
+        from rich.markup import escape
+
+        for item in findings:
+            console.print(f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
+                          f"{escape(item.detail)}" + (f"\n    [dim]fix: {escape(item.fix)}[/dim]" if item.fix else ""))
+    sys.exit(1 if any(f.state == FAIL for f in findings) else 0)
+
+
+@main.command()
 @click.argument("query", required=False)
 @click.option(
     "--format", "-f", "fmt", type=click.Choice(("text", "markdown", "json")), default="text", show_default=True

@@ -24,10 +24,17 @@ def fixtures() -> Path:
 def run_cli():
     """Run `whyfailed` as a real process, the way a person or a script would."""
 
-    def run(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONUTF8": "1", "COLUMNS": "120"}
+    def run(
+        *args: str, stdin: bytes | None = None, timeout: float = 120, env: dict | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONUTF8": "1", "COLUMNS": "120", **(env or {})}
         return subprocess.run(
-            [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, timeout=timeout, cwd=REPO, env=env
+            [sys.executable, "-m", "bot", *args],
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+            cwd=cwd or REPO,
+            env=env,
         )
 
     return run

@@ -5,38 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from bot.kbcheck import diagnose_example
 from bot.knowledge import load_articles
-from bot.model import Attempt, Delivery
-from bot.report import diagnose_text
-from bot.rules import diagnose_delivery
 
 ARTICLES = load_articles()
 
 
-def _status_for(example: dict) -> str:
-    if example.get("status"):
-        return example["status"]
-    code = str(example["reply"]).strip()[:1]
-    return {"2": "delivered", "4": "deferred"}.get(code, "bounced")
-
-
 def _diagnose_example(example: dict) -> list[str]:
-    """The diagnosis ids an example yields (one per delivery it contains)."""
-    if "reply" in example:
-        from bot.parse.reply import parse_reply
-
-        reply = parse_reply(str(example["reply"]))
-        attempt = Attempt(
-            status=_status_for(example),
-            stage=example.get("stage") or reply.stage,
-            reply_code=reply.code,
-            enhanced_status=reply.enhanced,
-            text=str(example["reply"]),
-            remote_host=example.get("remote"),
-        )
-        return [diagnose_delivery(Delivery(recipient="bob@example.org", attempts=[attempt]), ARTICLES).id]
-    report = diagnose_text(str(example["log"]))
-    return [d.diagnosis.id for d in report.deliveries]
+    return diagnose_example(example, ARTICLES)
 
 
 def _cases(kind: str):
