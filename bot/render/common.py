@@ -53,6 +53,8 @@ def timeline(delivery: Delivery) -> list[str]:
     rows = []
     for attempt in delivery.attempts:
         reply = " ".join(x for x in (str(attempt.reply_code or ""), attempt.enhanced_status or "") if x)
+        if attempt.text and reply and attempt.text.startswith(reply.split(" ")[0]):
+            reply = ""  # the text quotes the codes already
         when = clock(attempt)
         rows.append(
             " ".join(x for x in (when, attempt.status, reply) if x)

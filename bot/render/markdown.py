@@ -42,7 +42,7 @@ def render_markdown(report: Report) -> str:
                 f"{diagnosis.confidence_label} {diagnosis.confidence:.2f})"
             )
             out += ["", diagnosis.summary]
-            if diagnosis.explanation and diagnosis.id != "unknown":
+            if diagnosis.explanation and diagnosis.id not in ("unknown", "delivered"):
                 out += ["", f"*Codes:* {diagnosis.explanation}"]
             for related in diagnosis.related:
                 out.append(f"- *Also:* {related.title} ({related.note})")

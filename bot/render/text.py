@@ -58,7 +58,7 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
                 f"[dim]({diagnosis.id}, confidence {diagnosis.confidence_label} {diagnosis.confidence:.2f})[/dim]"
             )
             say(f"  {'':<11} {escape(diagnosis.summary)}")
-            if diagnosis.explanation and diagnosis.id != "unknown":
+            if diagnosis.explanation and diagnosis.id not in ("unknown", "delivered"):
                 say(f"  [bold]{'Codes:':<11}[/bold] {escape(diagnosis.explanation)}")
             for related in diagnosis.related:
                 note = escape(shorten(related.note, 160))
