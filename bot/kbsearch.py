@@ -4,6 +4,8 @@ once per process from the articles (titles weigh most, then rule phrases, then t
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
 from functools import cache
 
 import sqlite_utils
@@ -13,9 +15,12 @@ from bot.knowledge import Article, load_articles
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*")
 
 
+_LOCK = threading.Lock()  # one in-memory index, shared by the chat adapters' worker threads
+
+
 @cache
 def _index() -> sqlite_utils.Database:
-    db = sqlite_utils.Database(memory=True)
+    db = sqlite_utils.Database(sqlite3.connect(":memory:", check_same_thread=False))
     rows = []
     for article in load_articles().values():
         codes = [c for rule in article.rules for c in rule.codes]
@@ -42,4 +47,7 @@ def search_articles(query: str, limit: int = 5) -> list[Article]:
         "select articles.id from articles_fts join articles on articles.rowid = articles_fts.rowid "
         "where articles_fts match ? order by bm25(articles_fts, 5.0, 10.0, 3.0, 1.0) limit ?"
     )
-    return [articles[row["id"]] for row in _index().query(sql, [match, limit])]
+    with _LOCK:
+        index = _index()
+        ids = [row["id"] for row in index.query(sql, [match, limit])]
+    return [articles[i] for i in ids]

@@ -129,3 +129,11 @@ def test_console_chat_interactive_in_a_real_terminal():
             process.kill()
         os.close(main)
     assert process.returncode == 0
+
+
+def test_kb_search_from_several_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = list(pool.map(lambda q: search_articles(q)[0].id, ["greylisting", "5.7.26", "mailbox full"] * 4))
+    assert found[:3] == ["greylisted", "auth-spf-dkim-dmarc", "mailbox-full"]
