@@ -25,6 +25,18 @@ def main() -> None:
     """Tell why an email was not delivered, from a mail log or a bounce message."""
 
 
+def _resolver(_ctx, _param, value):
+    if value is None:
+        return None
+    from bot.checks.dns import ResolverError, parse_resolver
+
+    try:
+        parse_resolver(value)
+    except ResolverError as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH ...|-]")
 @click.option(
@@ -45,11 +57,29 @@ def main() -> None:
     show_default=True,
     help="Read at most this much of each input.",
 )
-def diagnose(paths: tuple[str, ...], fmt: str, verbose: bool, stats: bool, max_bytes: int) -> None:
+@click.option("--check", is_flag=True, help="Confirm the diagnosis now: live DNS, reverse DNS, SPF/DMARC, blocklists.")
+@click.option("--check-tls", is_flag=True, help="With --check: also connect to the MX's port 25 for tls-failure.")
+@click.option(
+    "--resolver",
+    metavar="IP[:PORT]",
+    callback=_resolver,
+    help="The DNS resolver the checks ask (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
+)
+def diagnose(
+    paths: tuple[str, ...],
+    fmt: str,
+    verbose: bool,
+    stats: bool,
+    max_bytes: int,
+    check: bool = False,
+    check_tls: bool = False,
+    resolver: str | None = None,
+) -> None:
     """Diagnose each PATH (a mail log excerpt, an SMTP transcript or a bounce message).
 
     Reads standard input when PATH is '-' or missing. Exit status: 0 when the input was
     read, whatever it diagnosed; 2 for bad usage or input that cannot be read.
+    With --check, adds a "Checked now" section where a live check settles the question.
     """
     from bot.report import diagnose_text
 
@@ -68,6 +98,8 @@ def diagnose(paths: tuple[str, ...], fmt: str, verbose: bool, stats: bool, max_b
             continue
         with _progress(len(source.text), source.name):
             report = diagnose_text(source.text, source.name, source.notes)
+        if check or check_tls:
+            _check_now(report, check_tls, resolver)
         reports.append(report)
         _emit(report, fmt, verbose, stats, several=len(paths) > 1)
     if fmt == "json" and len(paths) > 1:
@@ -75,6 +107,15 @@ def diagnose(paths: tuple[str, ...], fmt: str, verbose: bool, stats: bool, max_b
 
         click.echo(json.dumps([report_to_dict(r) for r in reports], indent=2, ensure_ascii=False))
     sys.exit(EXIT_USAGE if errors else EXIT_OK)
+
+
+def _check_now(report, tls: bool, resolver: str | None) -> None:
+    from contextlib import nullcontext
+
+    from bot.checks.run import CheckSettings, check_report
+
+    with _stderr().status("Checking now…") if sys.stderr.isatty() else nullcontext():
+        check_report(report, CheckSettings(resolver=resolver, tls=tls))
 
 
 class _progress:
@@ -194,7 +235,7 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, metavar="PATH ...")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH|SOURCE ...")
 @click.option(
     "--db",
     "db_path",
@@ -229,7 +270,8 @@ def ingest(
     chunk_lines: int,
 ) -> None:
     """Index mail logs (rotated and .gz files included) for `whyfailed why`. Resumable:
-    run it again and it reads only what is new."""
+    run it again and it reads only what is new. SOURCE is a name configured in
+    $WHYFAILED_SOURCES or $WHYFAILED_SOURCES_FILE (a file, SSH, journald or syslog source)."""
     import os
 
     from bot.ingest import ingest_paths
@@ -242,6 +284,8 @@ def ingest(
     except StoreError as error:
         _stderr().print(f"error: {error}", markup=False)
         sys.exit(EXIT_USAGE)
+    if _configured_names(paths):  # a configured source name (WHYFAILED_SOURCES), not a path
+        sys.exit(_ingest_named(paths, path, source, keep, follow, interval, chunk_lines))
     total = sum(size_of(p) for pattern in paths for p in expand(pattern) if p.exists())
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
@@ -283,6 +327,41 @@ def ingest(
         follow_paths(store, list(paths), source, interval)
     if stats.skipped and not stats.files:
         sys.exit(EXIT_USAGE)
+
+
+def _configured_names(args: tuple[str, ...]) -> list[str]:
+    from bot.sources.config import SourceConfigError, load_sources
+    from bot.sources.files import expand
+
+    try:
+        return [arg for arg in args if arg in load_sources()]
+    except SourceConfigError as error:
+        if all(p.exists() for arg in args for p in expand(arg)):  # paths only: still indexed
+            _stderr().print(f"warning: {error}", markup=False)
+            return []
+        _stderr().print(f"error: {error}", markup=False)
+        sys.exit(EXIT_USAGE)
+
+
+def _ingest_named(args, db_path: str, source: str | None, keep, follow: bool, interval: float, chunk_lines: int) -> int:
+    """Configured sources by name, side by side; any other argument is a log path, as without names."""
+    import logging
+
+    from bot.sources.config import FileSource, load_sources, run_sources
+    from bot.store import Store
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    configured = load_sources()
+    chosen = {a: configured[a] for a in args if a in configured}
+    paths = [a for a in args if a not in configured]
+    if paths and source:
+        chosen[source] = FileSource(kind="file", path=paths)
+    chosen |= {p: FileSource(kind="file", path=p) for p in paths if not source}
+    status = run_sources(chosen, db_path, follow, interval, chunk_lines)
+    if keep is not None:
+        click.echo(f"Pruned {Store(db_path).prune(keep)} stories older than {keep}.")
+    return status
 
 
 @main.command()
@@ -368,6 +447,104 @@ def kb(query: str | None, fmt: str) -> None:
         from rich.markdown import Markdown
 
         Console().print(Markdown(f"# {found.title}\n\n{found.body}"))
+
+
+def _serve_group() -> click.Group:
+    """`serve` is shared by the chat surfaces: whichever registers first creates it."""
+    existing = main.commands.get("serve")
+    if isinstance(existing, click.Group):
+        return existing
+
+    @main.group()
+    def serve() -> None:
+        """Run a chat bot as a long-running process."""
+
+    return serve
+
+
+@_serve_group().command("slack")
+@click.option(
+    "--mode",
+    type=click.Choice(("http", "socket")),
+    default=None,
+    help="http: a web process on $PORT that Slack calls (Events API); socket: a worker that connects "
+    "out to Slack (Socket Mode, no public URL). Default: $WHYFAILED_SLACK_MODE, else http.",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="HTTP mode: the port (default $PORT, else 3000)."
+)
+@click.option("--host", default="0.0.0.0", show_default=True, help="HTTP mode: the address to listen on.")
+def serve_slack(mode: str | None, port: int | None, host: str) -> None:
+    """The Slack bot: answers pasted logs in threads, /whyfailed, and the message shortcut.
+
+    Needs SLACK_BOT_TOKEN, and SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode).
+    The README's "Slack" section goes from zero to a working bot. GET /healthz answers ok."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from bot.adapters.slack_serve import SlackSetupError, serve
+    from bot.adapters.slack_settings import SlackSettings
+    from bot.logsetup import setup_logging
+    from bot.settings import Settings
+
+    overrides = {name: value for name, value in (("mode", mode), ("port", port)) if value is not None}
+    try:
+        slack, settings = SlackSettings.load(**overrides), Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            name = str(problem["loc"][0]) if problem["loc"] else "setting"
+            _stderr().print(f"error: {name}: {problem['msg']} (got {problem.get('input')!r})", markup=False)
+        sys.exit(EXIT_USAGE)
+    except SettingsError as error:  # a list setting that is not JSON, say
+        hint = """lists are written as JSON: WHYFAILED_ALLOWED_CHANNELS='["C0123ABCD"]'"""
+        _stderr().print(f"error: {error}; {hint}", markup=False)
+        sys.exit(EXIT_USAGE)
+    setup_logging()
+    try:
+        serve(slack, settings, host)
+    except SlackSetupError as error:
+        _stderr().print(f"error: {error}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        pass
+
+
+@_serve_group().command("discord")
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    metavar="ID|NAME",
+    help="A help channel, where every pasted log gets an answer (default: $WHYFAILED_DISCORD_CHANNELS).",
+)
+def serve_discord(channels: tuple[str, ...]) -> None:
+    """The Discord bot: answers pasted logs in help channels (and wherever it is mentioned),
+    /whyfailed, and the message command "Diagnose delivery problem".
+
+    Needs DISCORD_TOKEN and the Message Content intent. The README's "Discord" section goes
+    from zero to a working bot."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from bot.adapters.discord import DiscordSetupError, serve
+    from bot.adapters.discord_settings import DiscordSettings
+    from bot.logsetup import setup_logging
+    from bot.settings import Settings
+
+    try:
+        options = DiscordSettings.load(**({"channels": list(channels)} if channels else {}))
+        settings = Settings()
+    except (ValidationError, SettingsError) as error:
+        _stderr().print(f"error: {error}", markup=False)
+        sys.exit(EXIT_USAGE)
+    setup_logging()
+    try:
+        serve(options, settings)
+    except DiscordSetupError as error:
+        _stderr().print(f"error: {error}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -84,6 +84,16 @@ def parse_chunk(lines: list[str], first_line: int) -> ParsedChunk:
     return ParsedChunk(deliveries, _messages(parsed.events), len(parsed.unparsed), len(lines))
 
 
+def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
+    """parse_chunk for sources that read their own records into events (journald's JSON):
+    correlate the events and diagnose the stories they tell."""
+    deliveries = correlate_events(events)
+    articles = load_articles()
+    for delivery in deliveries:
+        delivery.diagnosis = diagnose_delivery(delivery, articles)
+    return ParsedChunk(deliveries, _messages(events), unparsed, lines)
+
+
 def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Position, stats: IngestStats) -> None:
     articles = load_articles()
     stats.deliveries += store.write_chunk(

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.checks import CheckResult
 
 # SMTP stages, in protocol order. "dns" and "local" are the steps around SMTP where
 # deliveries fail too (finding the MX; handing to a mailbox).
@@ -98,6 +102,7 @@ class Delivery:
     attempts: list[Attempt] = field(default_factory=list)
     context: list[Evidence] = field(default_factory=list)  # lines about the message, not one attempt
     diagnosis: Diagnosis | None = None
+    checks: list[CheckResult] | None = None  # "Checked now" (bot/checks): None when none was asked for
 
     @property
     def final(self) -> Attempt | None:

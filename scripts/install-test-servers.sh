@@ -112,3 +112,29 @@ if ! "$exim_bin" -C /dev/null -bV >/dev/null 2>&1 && ! "$exim_bin" -bV >/dev/nul
     exit 1
 fi
 echo "exim $("$exim_bin" -C /dev/null -bV 2>/dev/null | sed -n '1s/^Exim version \([^ ]*\).*/\1/p') at $exim_bin"
+
+# --- OpenSSH server and journal tools (tests/test_sources.py) ---------------------------
+# sshd is started by the tests on a loopback port with their own config and throwaway keys;
+# the package's own service is kept from starting by policy-rc.d above. systemd-journal-remote
+# writes real journal files that the journald source reads with journalctl; it is pinned to
+# the installed systemd's version, so that installing it never upgrades systemd itself.
+if [ ! -x /usr/sbin/sshd ] || [ ! -x /lib/systemd/systemd-journal-remote ]; then
+    update_once
+    want="openssh-server"
+    if systemd_version="$(dpkg-query -W -f='${Version}' systemd 2>/dev/null)" && [ -n "$systemd_version" ]; then
+        want="$want systemd-journal-remote=$systemd_version"
+    fi
+    # shellcheck disable=SC2086
+    apt_retry install -y -qq --no-install-recommends $want >/dev/null \
+        || apt_retry install -y -qq --no-install-recommends openssh-server >/dev/null
+fi
+echo "sshd $(/usr/sbin/sshd -V 2>&1 | head -n 1 || true) at /usr/sbin/sshd"
+
+# --- unbound (tests/test_checks.py) ----------------------------------------------------
+# A real DNS resolver that the tests start on a loopback port, with zones from
+# tests/fixtures/checks/zones; the package's own service is kept from starting above.
+if [ ! -x /usr/sbin/unbound ]; then
+    update_once
+    apt_retry install -y -qq --no-install-recommends unbound >/dev/null
+fi
+echo "unbound $(/usr/sbin/unbound -V 2>/dev/null | sed -n '1s/^Version //p') at /usr/sbin/unbound"

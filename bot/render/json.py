@@ -5,6 +5,7 @@ from __future__ import annotations
 import json as _json
 
 from bot.model import Attempt, Delivery, Report
+from bot.render.checks import checks_to_list
 
 
 def _time(attempt: Attempt | None) -> str | None:
@@ -62,6 +63,7 @@ def delivery_to_dict(delivery: Delivery) -> dict:
             "related": [{"id": r.id, "title": r.title, "note": r.note} for r in diagnosis.related],
             "evidence": [{"line": e.line, "text": e.text} for e in delivery.evidence()],
         },
+        **({"checks": checks_to_list(delivery.checks)} if delivery.checks is not None else {}),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.model import Report
+from bot.render.checks import markdown_checks
 from bot.render.common import (
     ICONS,
     MAX_EVIDENCE,
@@ -48,6 +49,7 @@ def render_markdown(report: Report) -> str:
                 out.append(f"- *Also:* {related.title} ({related.note})")
         if steps := timeline(delivery):
             out += ["", "**Timeline**", ""] + [f"1. {_code(s)}" for s in steps]
+        out += markdown_checks(delivery.checks)
         evidence = delivery.evidence()
         if evidence:
             out += ["", "**Evidence**", "", "```"]

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bot.model import Report
+from bot.render.checks import print_checks
 from bot.render.common import (
     ICONS,
     MAX_EVIDENCE,
@@ -68,6 +69,7 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
             say("  [bold]Timeline:[/bold]")
             for step in steps:
                 say(f"    {escape(step)}")
+        print_checks(delivery.checks, say, verbose)
         evidence = delivery.evidence()
         if evidence:
             say("  [bold]Evidence:[/bold]")

@@ -1,0 +1,421 @@
+"""The Discord surface: a discord.py 2.x client over the conversation core.
+
+Each handler turns Discord's objects into the core's call, renders the Reply as embeds
+(bot.render.discord) and sends it with `AllowedMentions.none()`. Nothing here parses a log.
+What is Discord's alone lives here: help channels and mentions, code fences and attachments,
+threads for long answers, the app commands and their 3-second rule, persistent buttons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+import sqlite3
+import time
+
+import discord
+from discord import app_commands
+
+from bot.adapters.discord_settings import DiscordSettings
+from bot.conversation import Context, Conversation, Reply, store_audit
+from bot.render.discord import REPORT_FILE, DiscordReply, render_notice, render_reply, safe
+from bot.settings import Settings
+
+log = logging.getLogger("whyfailed.discord")
+
+NO_PINGS = discord.AllowedMentions.none()
+CONTEXT_MENU = "Diagnose delivery problem"
+APOLOGY = "Sorry, something went wrong on my side while reading that. The error was logged; please try again later."
+NOT_A_LOG = (
+    "That does not look like a mail log or a bounce message, so there is nothing to diagnose. "
+    "Paste log lines (a code block is fine), attach a .log/.txt/.eml file, or try /whyfailed help."
+)
+INTENT_HELP = (
+    "Discord refused the Message Content intent, which whyfailed needs to read pasted logs. In the "
+    "Discord Developer Portal, open your application > Bot > Privileged Gateway Intents, turn on "
+    "MESSAGE CONTENT INTENT, save, and start the bot again."
+)
+TEXT_FILE = re.compile(r".*\.(log|txt|eml)(\.\d{1,3})?", re.IGNORECASE)  # mail.log.1 too
+MAX_ATTACHMENTS = 10  # Discord's own cap per message
+HANDLED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# an opening fence with its language tag (```log), or a bare fence: Discord's, not the log's
+_FENCE = re.compile(r"```(?:[A-Za-z0-9_+.-]{1,20}[ \t]*\n)?")
+
+
+def message_text(content: str, bot_id: int | None = None) -> str:
+    """A message as pasted: the mention that addressed us removed, code fences dropped."""
+    if bot_id is not None:
+        content = re.sub(rf"<@!?{bot_id}>\s*", "", content)
+    return _FENCE.sub("\n", content).strip("\n")
+
+
+class DiscordBot(discord.Client):
+    def __init__(self, settings: Settings, options: DiscordSettings, conversation: Conversation | None = None):
+        # we never join voice: discord.py's warnings about missing voice libraries are only noise
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: switched on in the Developer Portal (README)
+        super().__init__(intents=intents, allowed_mentions=NO_PINGS)
+        self.settings, self.options = settings, options
+        self.conversation = conversation or Conversation(settings, audit=store_audit(settings.db))
+        self.tree = app_commands.CommandTree(self)
+        self.tree.error(self.on_app_command_error)
+        register_commands(self)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(FeedbackButton)  # buttons keep working across restarts
+        if self.options.sync_commands:
+            await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Guild registration shows at once (handy while setting up); global takes effect everywhere."""
+        try:
+            for guild_id in self.options.guilds:
+                guild = discord.Object(id=int(guild_id))
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+            if not self.options.guilds:
+                await self.tree.sync()
+        except discord.Forbidden as error:  # invited without applications.commands: messages still work
+            log.warning("could not register the slash commands (%s): re-invite with applications.commands", error)
+
+    # --- pasted logs -----------------------------------------------------------------------
+
+    def addressed(self, message: discord.Message) -> bool:
+        """A person's message in a help channel (or a thread in one), a DM, or one that mentions us."""
+        if message.author.bot or message.type not in HANDLED_TYPES or self.user is None:
+            return False
+        if message.guild is None:
+            return True
+        channel = message.channel
+        if isinstance(channel, discord.Thread):  # a thread, or a forum post: its channel decides
+            parent = channel.parent
+            if self.options.is_help_channel(channel.parent_id, parent.name if parent else None):
+                return True
+        elif self.options.is_help_channel(channel.id, getattr(channel, "name", None)):
+            return True
+        return self.mentioned(message)
+
+    def mentioned(self, message: discord.Message) -> bool:
+        # not user.mentioned_in(): that is true for every @everyone, and those are not for us
+        if self.user is not None and any(u.id == self.user.id for u in message.mentions):
+            return True
+        own_role = message.guild.self_role if message.guild else None
+        return own_role is not None and own_role in message.role_mentions
+
+    async def on_message(self, message: discord.Message) -> None:
+        if not self.addressed(message):
+            return
+        try:
+            await self.diagnose_message(message)
+        except Exception as error:  # logged in full for us; a short apology for the person
+            log.error("diagnosing message %s failed: %r", message.id, error, exc_info=error)
+            await self._quietly(message.reply(APOLOGY, allowed_mentions=NO_PINGS, mention_author=False))
+
+    async def diagnose_message(self, message: discord.Message) -> None:
+        text, name, problems = await self.gather(message)
+        context = Context("discord", str(message.author.id), str(_channel_id(message.channel)))
+        reply = await asyncio.to_thread(self.conversation.on_message, text, context, name) if text.strip() else None
+        if reply is None:
+            if problems or self.mentioned(message) or message.guild is None:
+                notice = render_notice(" ".join(problems) or NOT_A_LOG).messages[0]
+                await message.reply(notice.content, allowed_mentions=NO_PINGS, mention_author=False)
+            return
+        rendered = render_reply(reply, self.options.article_url)
+        if problems:
+            rendered.messages[0].content = (safe(" ".join(problems)) + "\n" + rendered.messages[0].content)[:2000]
+        await self.send_report(message, rendered)
+
+    async def gather(self, message: discord.Message) -> tuple[str, str, list[str]]:
+        """The message's text and its text attachments, as pasted; and what could not be read."""
+        parts = [message_text(message.content or "", self.user.id if self.user else None)]
+        names, problems = [], []
+        limit = self.options.max_attachment_bytes
+        for attachment in message.attachments[:MAX_ATTACHMENTS]:
+            content_type = (attachment.content_type or "").split(";")[0]
+            if not (
+                TEXT_FILE.fullmatch(attachment.filename)
+                or content_type.startswith("text/")
+                or content_type == "message/rfc822"
+            ):
+                continue  # images, archives, PDFs: not ours to read
+            if attachment.size > limit:
+                problems.append(
+                    f"{attachment.filename} is {_size(attachment.size)}; I read files up to "
+                    f"{_size(limit)}. Attach or paste the relevant lines."
+                )
+                continue
+            try:
+                data = await asyncio.wait_for(attachment.read(), timeout=30)
+            except (TimeoutError, discord.HTTPException, OSError) as error:
+                log.warning("could not read attachment %s: %r", attachment.id, error)
+                problems.append(f"I could not download {attachment.filename}.")
+                continue
+            if b"\x00" in data[:8192]:
+                problems.append(f"{attachment.filename} is not text.")
+                continue
+            parts.append(data.decode("utf-8", "replace"))
+            names.append(attachment.filename)
+        return "\n".join(p for p in parts if p.strip()), ", ".join(names) or "message", problems
+
+    async def send_report(self, message: discord.Message, rendered: DiscordReply) -> None:
+        """Short answers as a reply; long ones in a thread on the message, or the thread it is in."""
+        view = feedback_view(rendered.diagnoses)
+        if not rendered.long:
+            page = rendered.messages[0]
+            await message.reply(
+                page.content or None, embeds=page.embeds, view=view, allowed_mentions=NO_PINGS, mention_author=False
+            )
+            return
+        target = message.channel
+        if isinstance(target, discord.TextChannel):
+            try:
+                target = await message.create_thread(name=rendered.thread_name, auto_archive_duration=1440)
+            except discord.HTTPException as error:  # no thread permission: everything in one reply
+                log.info("could not open a thread (%s); answering in the channel", error)
+                page = rendered.messages[0]
+                await message.reply(
+                    page.content or None,
+                    embeds=page.embeds,
+                    view=view,
+                    files=_report_file(rendered),
+                    allowed_mentions=NO_PINGS,
+                    mention_author=False,
+                )
+                return
+        for index, page in enumerate(rendered.messages):
+            last = index == len(rendered.messages) - 1
+            await target.send(
+                page.content or None,
+                embeds=page.embeds,
+                allowed_mentions=NO_PINGS,
+                view=view if last else None,
+                files=_report_file(rendered) if last else [],
+            )
+
+    # --- app commands ----------------------------------------------------------------------
+
+    def context_of(self, interaction: discord.Interaction) -> Context:
+        """Who asks where: roles (ids) are the user's groups, so WHYFAILED_ALLOWED_USERS may name a role."""
+        roles = getattr(interaction.user, "roles", [])
+        groups = tuple(str(r.id) for r in roles if not r.is_default())
+        return Context("discord", str(interaction.user.id), str(_channel_id(interaction.channel)), groups)
+
+    async def answer_command(self, interaction: discord.Interaction, arguments: str, public: bool = False) -> None:
+        context = self.context_of(interaction)
+        # decided before deferring: the "thinking" message's visibility is the answer's visibility
+        ephemeral = not (public and self.conversation.may_query(context))
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        if arguments.split(" ", 1)[0] in ("kb", "help"):
+            # quick, and on the loop's own thread: kbsearch keeps one in-memory SQLite connection,
+            # which SQLite lets only the thread that opened it use (an executor has several)
+            reply = self.conversation.on_command(arguments, context)
+        else:  # an address: may scan logs, so off the loop, where it cannot stall the heartbeat
+            reply = await asyncio.to_thread(self.conversation.on_command, arguments, context)
+        if reply.kind in ("refusal", "notice", "help"):
+            ephemeral = True
+        await self.follow_up(interaction, reply, ephemeral)
+
+    async def follow_up(self, interaction: discord.Interaction, reply: Reply | None, ephemeral: bool) -> None:
+        rendered = render_reply(reply, self.options.article_url) if reply else render_notice(NOT_A_LOG)
+        view = feedback_view(rendered.diagnoses)
+        for index, page in enumerate(rendered.messages):
+            last = index == len(rendered.messages) - 1
+            await interaction.followup.send(
+                page.content or discord.utils.MISSING,
+                embeds=page.embeds,
+                ephemeral=ephemeral,
+                allowed_mentions=NO_PINGS,
+                view=view if last and view else discord.utils.MISSING,
+                files=_report_file(rendered) if last else discord.utils.MISSING,
+            )
+
+    async def diagnose_for(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The context menu: any message, diagnosed for the person who asked, alone."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text, name, problems = await self.gather(message)
+        context = Context("discord", str(interaction.user.id), str(_channel_id(interaction.channel)))
+        reply = await asyncio.to_thread(self.conversation.on_message, text, context, name) if text.strip() else None
+        if reply is None and problems:
+            reply = Reply("notice", text=" ".join(problems))
+        await self.follow_up(interaction, reply, ephemeral=True)
+
+    async def on_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        log.error("app command failed: %r", error, exc_info=error)
+        await _apologise(interaction)
+
+    @staticmethod
+    async def _quietly(coroutine) -> None:
+        try:
+            await coroutine
+        except discord.HTTPException as error:  # the apology itself failed (Discord down?): the log has both
+            log.error("could not apologise: %r", error)
+
+
+def register_commands(bot: DiscordBot) -> None:
+    group = app_commands.Group(name="whyfailed", description="Why an email was not delivered")
+
+    @group.command(name="address", description="The latest deliveries to or from an address, or a @domain")
+    @app_commands.describe(
+        address="user@example.org, or @example.org for a domain's recent failures",
+        since="Only what was seen in the last 90m, 2h, 7d...",
+        public="Show the answer to the channel (default: only to you)",
+    )
+    async def address(interaction: discord.Interaction, address: str, since: str | None = None, public: bool = False):
+        arguments = f"{address} --since {since}" if since else address
+        await bot.answer_command(interaction, arguments, public)
+
+    @group.command(name="kb", description="Search the knowledge base (words, an article id, or a code like 5.7.1)")
+    async def kb(interaction: discord.Interaction, query: str):
+        await bot.answer_command(interaction, f"kb {query}")
+
+    @group.command(name="help", description="What whyfailed reads and how to ask it")
+    async def help_(interaction: discord.Interaction):
+        await bot.answer_command(interaction, "help")
+
+    async def diagnose(interaction: discord.Interaction, message: discord.Message):
+        await bot.diagnose_for(interaction, message)
+
+    bot.tree.add_command(group)
+    bot.tree.add_command(app_commands.ContextMenu(name=CONTEXT_MENU, callback=diagnose))
+
+
+# --- feedback ----------------------------------------------------------------------------------
+
+
+class FeedbackButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"whyfailed:fb:(?P<helpful>[01]):(?P<ids>[a-z0-9,-]{0,80})"
+):
+    """Helpful / Not helpful. The diagnosis ids ride in the custom_id, so a click is understood
+    even after a restart, and nothing about the report has to be kept in memory."""
+
+    def __init__(self, helpful: bool, ids: str):
+        style = discord.ButtonStyle.success if helpful else discord.ButtonStyle.secondary
+        label = "Helpful" if helpful else "Not helpful"
+        super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"whyfailed:fb:{int(helpful)}:{ids}"))
+        self.helpful, self.ids = helpful, ids
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match[str]):
+        return cls(match["helpful"] == "1", match["ids"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            client = interaction.client
+            row = {
+                "user": str(interaction.user.id),
+                "channel": str(_channel_id(interaction.channel)),
+                "guild": str(interaction.guild_id) if interaction.guild_id else None,
+                "diagnosis": self.ids,
+                "helpful": self.helpful,
+                "message_id": str(interaction.message.id) if interaction.message else None,
+            }
+            await asyncio.to_thread(save_feedback, client.settings.db, **row)
+            thanks = "Thanks, noted as helpful." if self.helpful else "Thanks, noted as not helpful."
+            await interaction.response.send_message(thanks, ephemeral=True, allowed_mentions=NO_PINGS)
+        except Exception as error:
+            log.error("feedback failed: %r", error, exc_info=error)
+            await _apologise(interaction)
+
+
+def feedback_view(diagnoses: list[str]) -> discord.ui.View | None:
+    if not diagnoses:
+        return None
+    ids = ""
+    for item in diagnoses:  # whole ids only, within the custom_id's room
+        if len(ids) + len(item) + 1 > 80:
+            break
+        ids = f"{ids},{item}" if ids else item
+    view = discord.ui.View(timeout=None)
+    view.add_item(FeedbackButton(True, ids))
+    view.add_item(FeedbackButton(False, ids))
+    return view
+
+
+def save_feedback(db_path: str, **row) -> None:
+    """One row per click, in the `feedback` table beside the index."""
+    from bot.store import Store
+
+    try:
+        Store(db_path).db["feedback"].insert({"time": time.time(), "surface": "discord", **row}, alter=True)
+    except sqlite3.Error as error:  # a full disk should not turn a thank-you into an apology
+        log.error("could not store feedback: %s", error)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _channel_id(channel) -> int | None:
+    """Threads count as their channel: an answer in a thread of an allowed channel stays allowed."""
+    if channel is None:
+        return None
+    return getattr(channel, "parent_id", None) or channel.id
+
+
+def _size(count: int) -> str:
+    return f"{count / 1_000_000:.1f} MB" if count >= 1_000_000 else f"{count:,} bytes"
+
+
+def _report_file(rendered: DiscordReply) -> list[discord.File]:
+    if not (rendered.truncated and rendered.full_report):
+        return []
+    return [discord.File(io.BytesIO(rendered.full_report.encode("utf-8")), filename=REPORT_FILE)]
+
+
+async def _apologise(interaction: discord.Interaction) -> None:
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(APOLOGY, ephemeral=True, allowed_mentions=NO_PINGS)
+        else:
+            await interaction.response.send_message(APOLOGY, ephemeral=True, allowed_mentions=NO_PINGS)
+    except discord.HTTPException as error:
+        log.error("could not apologise: %r", error)
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+class DiscordSetupError(Exception):
+    """The bot cannot start; the message says what to fix."""
+
+
+def point_at(options: DiscordSettings) -> None:
+    """discord.py keeps its endpoints in class attributes: set them from the settings."""
+    import yarl
+    from discord.gateway import DiscordWebSocket
+
+    discord.http.Route.BASE = options.api_url.rstrip("/")
+    if options.gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(options.gateway_url)
+
+
+async def run(options: DiscordSettings, settings: Settings) -> None:
+    """Connect and answer until stopped; start-up problems become DiscordSetupError."""
+    import signal
+
+    bot = DiscordBot(settings, options)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(bot.close()))
+    except (NotImplementedError, RuntimeError):  # not on this platform or thread: Ctrl-C still works
+        pass
+    try:
+        async with bot:
+            await bot.start(options.token)
+    except discord.PrivilegedIntentsRequired:
+        raise DiscordSetupError(INTENT_HELP) from None
+    except discord.LoginFailure:
+        raise DiscordSetupError(
+            "Discord refused DISCORD_TOKEN: reset the token on the Bot page and set it again."
+        ) from None
+    except (discord.GatewayNotFound, discord.ConnectionClosed, discord.HTTPException, OSError) as error:
+        raise DiscordSetupError(f"cannot connect to Discord: {error}") from None
+
+
+def serve(options: DiscordSettings, settings: Settings) -> None:
+    if problems := options.problems():
+        raise DiscordSetupError("\n".join(problems))
+    point_at(options)
+    asyncio.run(run(options, settings))

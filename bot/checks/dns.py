@@ -1,0 +1,385 @@
+"""The DNS client every check shares, and the recipient-domain check (MX, A/AAAA, null MX).
+
+`DnsClient` asks one recursive resolver (ours to choose: `--resolver IP[:PORT]`,
+`$WHYFAILED_RESOLVER`, else the first nameserver in /etc/resolv.conf) and tells apart the
+answers that matter for mail: records, no records of that type (NODATA), the name does not
+exist (NXDOMAIN), the domain's DNS is broken (SERVFAIL), the resolver refused us (REFUSED),
+and no answer in time. It never raises for a DNS outcome.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from bot.checks import OK, PROBLEM, WARNING, CheckResult, could_not_check
+
+DEFAULT_TIMEOUT = 2.0  # seconds for one DNS query
+MAX_MX_HOSTS = 5  # the MX hosts whose addresses we look up
+
+
+class ResolverError(ValueError):
+    """The resolver address is not usable (not an IP address, bad port)."""
+
+
+def parse_resolver(text: str) -> tuple[str, int]:
+    """'192.0.2.53', '192.0.2.53:5353', '::1', '[::1]:5353' -> (ip, port)."""
+    text = text.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ResolverError(f"'{text}' is not IP[:PORT]")
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text, text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ResolverError(f"'{text}' is not an IP address (give the resolver as IP[:PORT])") from None
+    return host, port
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ResolverError(f"'{whole}': the port must be a number from 1 to 65535")
+    return int(text)
+
+
+def system_resolver() -> tuple[str, int] | None:
+    """The first nameserver of /etc/resolv.conf, or None when there is none."""
+    try:
+        servers = dns.resolver.Resolver(configure=True).nameservers
+    except (dns.resolver.NoResolverConfiguration, OSError):
+        return None
+    for server in servers:
+        try:
+            return parse_resolver(str(server))
+        except ResolverError:
+            continue
+    return None
+
+
+def resolver_address(resolver: str | None = None) -> tuple[str, int] | None:
+    """The resolver to ask: the parameter, else $WHYFAILED_RESOLVER, else the system's."""
+    chosen = resolver or os.environ.get("WHYFAILED_RESOLVER")
+    if chosen:
+        return parse_resolver(chosen)
+    return system_resolver()
+
+
+@dataclass(slots=True)
+class Lookup:
+    """The outcome of one query, with the records of the wanted type (after any CNAMEs)."""
+
+    name: str
+    rdtype: str
+    status: str  # ok | nodata | nxdomain | servfail | refused | timeout | deadline | error
+    records: list = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def answered(self) -> bool:
+        """The DNS gave a definite answer (records, none of that type, or no such name)."""
+        return self.status in ("ok", "nodata", "nxdomain")
+
+    def texts(self) -> list[str]:
+        return [record.to_text() for record in self.records]
+
+
+_OUTCOME_WORDS = {
+    "nodata": "no records of that type",
+    "nxdomain": "the name does not exist (NXDOMAIN)",
+    "servfail": "the resolver could not get an answer from the domain's nameservers (SERVFAIL)",
+    "refused": "the resolver refused the query (REFUSED)",
+    "timeout": "no answer in time",
+    "deadline": "not asked: the check ran out of time",
+}
+
+
+def describe(lookup: Lookup) -> str:
+    if lookup.status == "ok":
+        return ", ".join(lookup.texts())
+    if lookup.status == "error":
+        return f"error: {lookup.detail}"
+    return _OUTCOME_WORDS[lookup.status]
+
+
+class DnsClient:
+    """Queries one recursive resolver; answers are cached for the client's life (one run)."""
+
+    def __init__(self, server: tuple[str, int], timeout: float = DEFAULT_TIMEOUT):
+        self.host, self.port = server
+        self.timeout = timeout
+        self._cache: dict[tuple[str, str], Lookup] = {}
+        self._lock = threading.Lock()
+        self._alive: tuple[bool, str] | None = None
+        self._local = threading.local()  # per thread: the deadline of the check it runs
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """After DEADLINE (time.monotonic()), this thread's queries time out without being sent."""
+        self._local.deadline = deadline
+
+    def _remaining(self) -> float | None:
+        deadline = getattr(self._local, "deadline", None)
+        return None if deadline is None else deadline - time.monotonic()
+
+    @property
+    def label(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def query(self, name: str, rdtype: str) -> Lookup:
+        key = (name.lower().rstrip("."), rdtype)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0.05:
+            return Lookup(name, rdtype, "deadline")  # not cached
+        timeout = self.timeout if remaining is None else min(self.timeout, remaining)
+        lookup = self._query(name, rdtype, timeout)
+        if lookup.status == "timeout" and timeout < self.timeout:  # a cut-short wait proves nothing
+            return Lookup(name, rdtype, "deadline")
+        with self._lock:
+            self._cache[key] = lookup
+        return lookup
+
+    def query_many(self, pairs: Iterable[tuple[str, str]]) -> list[Lookup]:
+        """Several queries at once; each has its own timeout, so this takes about one."""
+        pairs = list(pairs)
+        if len(pairs) <= 1:
+            return [self.query(n, t) for n, t in pairs]
+        deadline = getattr(self._local, "deadline", None)
+
+        def one(pair: tuple[str, str]) -> Lookup:
+            self.set_deadline(deadline)
+            return self.query(*pair)
+
+        with ThreadPoolExecutor(max_workers=min(8, len(pairs))) as pool:
+            return list(pool.map(one, pairs))
+
+    def _query(self, name: str, rdtype: str, timeout: float) -> Lookup:
+        try:
+            request = dns.message.make_query(name, rdtype)
+        except (dns.exception.DNSException, UnicodeError, ValueError) as error:
+            return Lookup(name, rdtype, "error", detail=f"not a valid DNS name ({error})")
+        try:
+            response, _tcp = dns.query.udp_with_fallback(request, self.host, timeout=timeout, port=self.port)
+        except dns.exception.Timeout:
+            return Lookup(name, rdtype, "timeout")
+        except (OSError, dns.exception.DNSException, EOFError) as error:
+            return Lookup(name, rdtype, "error", detail=str(error) or type(error).__name__)
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            return Lookup(name, rdtype, "nxdomain")
+        if rcode == dns.rcode.SERVFAIL:
+            return Lookup(name, rdtype, "servfail")
+        if rcode == dns.rcode.REFUSED:
+            return Lookup(name, rdtype, "refused")
+        if rcode != dns.rcode.NOERROR:
+            return Lookup(name, rdtype, "error", detail=f"rcode {dns.rcode.to_text(rcode)}")
+        try:
+            chain = response.resolve_chaining()
+        except dns.exception.DNSException as error:
+            return Lookup(name, rdtype, "error", detail=str(error))
+        if chain.answer is None:
+            return Lookup(name, rdtype, "nodata")
+        return Lookup(name, rdtype, "ok", records=list(chain.answer))
+
+    def alive(self) -> tuple[bool, str]:
+        """Does anything answer DNS at the resolver's address? Asked once per client.
+
+        Any answer at all to 'localhost. A' (every resolver answers it at once, RFC 6761)
+        shows the resolver works, so a timeout for another name is a fact about that name.
+        """
+        with self._lock:
+            if self._alive is None:
+                self._alive = self._probe()
+            return self._alive
+
+    def _probe(self) -> tuple[bool, str]:
+        wire = dns.message.make_query("localhost.", "A").to_wire()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect((self.host, self.port))  # connected: a closed port fails at once
+                sock.send(wire)
+                sock.recv(4096)
+        except TimeoutError:
+            return False, f"the resolver {self.label} did not answer within {self.timeout:g} s"
+        except ConnectionRefusedError:
+            return False, f"nothing answers DNS at {self.label} (connection refused)"
+        except OSError as error:
+            return False, f"cannot reach the resolver {self.label} ({error.strerror or error})"
+        return True, ""
+
+
+def unreachable(client: DnsClient, check: str, target: str) -> CheckResult | None:
+    """'Could not check' when the resolver itself is down; None when it works."""
+    ok, why = client.alive()
+    return None if ok else could_not_check(check, target, why, resolver=client.label)
+
+
+def timed(check):
+    """Decorator: fill in elapsed_ms and resolver on the CheckResult(s) a check returns."""
+
+    def run(client: DnsClient, *args, **kwargs):
+        started = time.monotonic()
+        result = check(client, *args, **kwargs)
+        elapsed = int((time.monotonic() - started) * 1000)
+        results = result if isinstance(result, list) else [result]
+        stamped = [_stamp(r, client.label, elapsed) for r in results]
+        return stamped if isinstance(result, list) else stamped[0]
+
+    run.__name__ = check.__name__
+    run.__doc__ = check.__doc__
+    return run
+
+
+def _stamp(result: CheckResult, resolver: str, elapsed: int) -> CheckResult:
+    return replace(result, resolver=result.resolver or resolver, elapsed_ms=elapsed)
+
+
+# --- the recipient-domain check ---------------------------------------------------------
+
+
+@timed
+def check_domain(client: DnsClient, domain: str) -> CheckResult:
+    """Can mail be routed to DOMAIN now? MX, null MX, the MX hosts' addresses, or the
+    implicit MX (the domain's own address) when there is no MX."""
+    domain = domain.strip().rstrip(".").lower()
+    if down := unreachable(client, "dns", domain):
+        return down
+    mx = client.query(domain, "MX")
+    if mx.status == "nxdomain":
+        return CheckResult(
+            "dns",
+            domain,
+            PROBLEM,
+            f"{domain} does not exist in DNS now (NXDOMAIN): no mail can be delivered to it. "
+            "Check the address for a typo; if the domain is new or was renewed, its DNS may not be published yet.",
+            facts=(f"MX {domain}: {describe(mx)}",),
+            data={"mx": "nxdomain"},
+        )
+    if mx.status in ("servfail", "timeout", "refused", "deadline", "error"):
+        return _lookup_failed(client, domain, mx)
+    if mx.status == "ok":
+        return _with_mx(client, domain, mx)
+    return _without_mx(client, domain)
+
+
+def _lookup_failed(client: DnsClient, domain: str, mx: Lookup) -> CheckResult:
+    if mx.status == "refused":
+        return could_not_check("dns", domain, f"the resolver {client.label} refused the query", mx="refused")
+    if mx.status in ("error", "deadline"):
+        return could_not_check("dns", domain, mx.detail or describe(mx), mx=mx.status)
+    if mx.status == "timeout":
+        summary = (
+            f"The MX lookup for {domain} got no answer within {client.timeout:g} s, though the resolver works: "
+            "the domain's nameservers are not answering (or are very slow). Senders will retry; "
+            "if it lasts, the domain's owner must fix their DNS."
+        )
+    else:
+        summary = (
+            f"The MX lookup for {domain} fails now with SERVFAIL: the domain's nameservers are broken, "
+            "unreachable or fail DNSSEC validation. Senders will retry; if it lasts, the domain's owner must fix it."
+        )
+    return CheckResult("dns", domain, PROBLEM, summary, facts=(f"MX {domain}: {describe(mx)}",), data={"mx": mx.status})
+
+
+def _with_mx(client: DnsClient, domain: str, mx: Lookup) -> CheckResult:
+    records = sorted(mx.records, key=lambda r: (r.preference, r.exchange.to_text()))
+    if any(r.exchange == dns.name.root for r in records):
+        null_only = len(records) == 1 and records[0].preference == 0
+        summary = (
+            f"{domain} publishes a null MX (RFC 7505): it says it accepts no email at all. "
+            "The address is wrong, or the domain's owner does not receive mail there."
+            if null_only
+            else f"{domain} mixes a null MX ('.') with other MX records, which RFC 7505 forbids: "
+            "some senders will refuse to deliver. The domain's owner must remove one or the other."
+        )
+        return CheckResult(
+            "dns",
+            domain,
+            PROBLEM,
+            summary,
+            facts=tuple(f"MX {r.preference} {r.exchange.to_text()}" for r in records),
+            data={"mx": [r.to_text() for r in records], "null_mx": True},
+        )
+    hosts = [r.exchange.to_text().rstrip(".") for r in records[:MAX_MX_HOSTS]]
+    lookups = client.query_many((h, t) for h in hosts for t in ("A", "AAAA"))
+    facts, reachable, data_hosts = [], 0, []
+    for i, (record, host) in enumerate(zip(records, hosts, strict=False)):
+        a, aaaa = lookups[2 * i], lookups[2 * i + 1]
+        addresses = a.texts() + aaaa.texts()
+        reachable += bool(addresses)
+        shown = ", ".join(addresses) if addresses else f"no address ({describe(a)})"
+        facts.append(f"MX {record.preference} {host} -> {shown}")
+        data_hosts.append({"preference": record.preference, "host": host, "addresses": addresses, "a": a.status})
+    if len(records) > MAX_MX_HOSTS:
+        facts.append(f"... and {len(records) - MAX_MX_HOSTS} more MX records (not looked up)")
+    data = {"mx": data_hosts}
+    if reachable:
+        return CheckResult(
+            "dns",
+            domain,
+            OK,
+            f"{domain} has MX records now, and {reachable} of {len(hosts)} MX hosts have an address: "
+            "mail can be routed. The failure in the log was temporary or has since been fixed; "
+            "a deferred message will go on its next retry.",
+            facts=tuple(facts),
+            data=data,
+        )
+    status = PROBLEM if all(lk.answered for lk in lookups) else WARNING
+    return CheckResult(
+        "dns",
+        domain,
+        status,
+        f"{domain} has MX records, but none of its MX hosts has an address now: mail cannot be delivered. "
+        "The domain's owner must fix the MX host names or their A/AAAA records.",
+        facts=tuple(facts),
+        data=data,
+    )
+
+
+def _without_mx(client: DnsClient, domain: str) -> CheckResult:
+    a, aaaa = client.query_many([(domain, "A"), (domain, "AAAA")])
+    addresses = a.texts() + aaaa.texts()
+    facts = (f"MX {domain}: none", f"A/AAAA {domain}: {', '.join(addresses) or describe(a)}")
+    if addresses:
+        return CheckResult(
+            "dns",
+            domain,
+            WARNING,
+            f"{domain} has no MX record, only an address ({', '.join(addresses)}): senders fall back to it "
+            "(RFC 5321 section 5.1), but many refuse or the host may not run a mail server. "
+            "The domain's owner should publish an MX record.",
+            facts=facts,
+            data={"mx": [], "addresses": addresses},
+        )
+    return CheckResult(
+        "dns",
+        domain,
+        PROBLEM,
+        f"{domain} exists but has no MX record and no address: no mail can be delivered to it.",
+        facts=facts,
+        data={"mx": [], "addresses": []},
+    )

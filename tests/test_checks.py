@@ -1,0 +1,569 @@
+"""Checked now (bot/checks): the parsers on their own, then every check against a real
+unbound resolver that this module starts on 127.0.0.1, serving the zones in
+tests/fixtures/checks/zones. Nothing is sent anywhere but 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.checks import COULD_NOT_CHECK, OK, PROBLEM, SKIPPED, WARNING
+from bot.checks.auth import check_dmarc, check_spf, organizational_domain, parse_dmarc, parse_spf
+from bot.checks.dkim import check_dkim, dkim_selectors, rsa_key_bits
+from bot.checks.dns import DnsClient, ResolverError, check_domain, parse_resolver, resolver_address
+from bot.checks.dnsbl import check_dnsbl, configured_zones, query_name
+from bot.checks.reverse import check_reverse
+from bot.checks.run import CheckSettings, check_report, checks_for, sending_ip
+from bot.checks.tls import check_tls
+from bot.model import Attempt, Delivery, Diagnosis
+from bot.render.json import report_to_dict
+from bot.render.markdown import render_markdown
+from bot.render.text import render_text
+from bot.report import diagnose_text
+from tests.conftest import FIXTURES
+
+ZONES = FIXTURES / "checks" / "zones"
+UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
+KEY_2048 = (
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAvw43soZQ4d2xp1kgzTpNTl6MNBEgnsPFm3eydPKD1SRBU8G/BgLqdeHC2EZzpFi6y"
+    "TgGRKVBwXrGxfuf1Q5ZDNQlVaLCgqwnZu4RmN6JFYGbLLBgtU+P7+6byKWTaWXspIvKchfjaZgVAUrAHd+Wfe61oUxSy9sqT7NcQfHHmAmpc"
+    "N/ma1wz6MWuxHqIm5ByszvLTvAivty1okYhyHEUA8wHqrCSRQJ7Ipb4od6rc3ZTRhSh0pmMYbT+11nrBkDu+sPfjQfkJ8a/bwbRnaFqaLOEt"
+    "LsLxJqBCHGD1tFCTkxHB3bfZgu7M7joB4y/MWcpWrye4Bxc1nxpz5+DwUfXnQIDAQAB"
+)
+
+
+# --- without a server ---------------------------------------------------------------------
+
+
+def test_resolver_addresses_parse_with_and_without_port():
+    assert parse_resolver("127.0.0.1") == ("127.0.0.1", 53)
+    assert parse_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_resolver("::1") == ("::1", 53)
+    assert parse_resolver("[::1]:5353") == ("::1", 5353)
+    for bad in ("resolver.example", "127.0.0.1:0", "127.0.0.1:http", "[::1]x"):
+        with pytest.raises(ResolverError):
+            parse_resolver(bad)
+
+
+def test_resolver_comes_from_the_parameter_then_the_environment(monkeypatch):
+    monkeypatch.setenv("WHYFAILED_RESOLVER", "127.0.0.9:5300")
+    assert resolver_address(None) == ("127.0.0.9", 5300)
+    assert resolver_address("127.0.0.1:53") == ("127.0.0.1", 53)
+
+
+def test_spf_syntax_errors_name_the_term():
+    terms, errors = parse_spf("v=spf1 ip4:192.0.2.300 incldue:spf.example.org a:bad..name mx/24 -all")
+    assert [t.name for t in terms] == ["mx", "all"]
+    assert any("192.0.2.300" in e for e in errors)
+    assert any("unknown mechanism 'incldue:spf.example.org'" in e for e in errors)
+    assert any("a:bad..name" in e for e in errors)
+    assert parse_spf("v=spf1 ip6:2001:db8::/32 include:_spf.example.org redirect=_spf.example.net")[1] == []
+    assert parse_spf("v=spf2 -all")[1] == ["the record does not start with 'v=spf1'"]
+    assert parse_spf("v=spf1 ip4:2001:db8::1 all:x")[1] != []
+
+
+def test_dmarc_tags_and_policy_errors():
+    tags, errors = parse_dmarc("v=DMARC1; p=reject; rua=mailto:d@example.org; pct=50")
+    assert tags["p"] == "reject" and tags["pct"] == "50" and errors == []
+    assert "'p=' is missing" in parse_dmarc("v=DMARC1; rua=mailto:d@example.org")[1]
+    assert any("must start" in e for e in parse_dmarc("p=none; v=DMARC1")[1])
+    assert organizational_domain("mail.eu.example.org") == "example.org"
+    assert organizational_domain("news.shop.co.uk") == "shop.co.uk"
+
+
+def test_dkim_selectors_come_from_signature_and_results_tags():
+    texts = [
+        "dkim=fail (signature did not verify) header.d=example.org header.s=sel1",
+        "DKIM-Signature: v=1; a=rsa-sha256; d=mail.example.net; s=2024a; c=relaxed/relaxed",
+        "status=bounced (delays=0.1/0 dsn=5.7.1 ... s=)",  # 'status=' and 'delays=' are not s=
+    ]
+    assert dkim_selectors(texts, "fallback.example") == [("sel1", "example.org"), ("2024a", "mail.example.net")]
+    assert dkim_selectors(["policy s=google"], "example.com") == [("google", "example.com")]
+
+
+def test_rsa_key_size_is_read_from_the_der_key():
+    import base64
+
+    assert rsa_key_bits(base64.b64decode(KEY_2048)) == 2048
+    assert rsa_key_bits(b"\x30\x03\x02\x01") is None
+
+
+def test_dnsbl_query_names_reverse_the_address(monkeypatch):
+    assert query_name("192.0.2.11", "dnsbl.example") == "11.2.0.192.dnsbl.example."
+    assert query_name("2001:db8::1", "bl.example").startswith("1.0.0.0.") and query_name(
+        "2001:db8::1", "bl.example"
+    ).endswith(".8.b.d.0.1.0.0.2.bl.example.")
+    monkeypatch.delenv("WHYFAILED_DNSBL_ZONES", raising=False)
+    assert configured_zones(None) == ("zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org")
+    monkeypatch.setenv("WHYFAILED_DNSBL_ZONES", "bl.example, dnsbl.example")
+    assert configured_zones(None) == ("bl.example", "dnsbl.example")
+    assert configured_zones(["Bl.Example."]) == ("bl.example",)
+
+
+def _delivery(diagnosis: str, text: str, direction: str = "out", **fields) -> Delivery:
+    attempt = Attempt(status="bounced", text=text, remote_ip=fields.pop("remote_ip", None))
+    found = Diagnosis(diagnosis, "t", "permanent", "sender", 0.9, "s")
+    return Delivery(
+        recipient=fields.pop("recipient", "bob@mx-ok.example"),
+        direction=direction,
+        attempts=[attempt],
+        diagnosis=found,
+        **fields,
+    )
+
+
+def test_sending_ip_is_the_one_the_receiver_names_not_the_receiver():
+    out = _delivery("blocked-reputation", "554 Client host [192.0.2.11] blocked using x", remote_ip="198.51.100.25")
+    assert sending_ip(out) == "192.0.2.11"
+    server_only = _delivery("blocked-reputation", "554 blocked", remote_ip="198.51.100.25")
+    assert sending_ip(server_only) is None
+    received = _delivery("reverse-dns-missing", "450 cannot find your hostname", direction="in", remote_ip="192.0.2.12")
+    assert sending_ip(received) == "192.0.2.12"
+    private = _delivery("blocked-reputation", "554 Client host [10.1.2.3] blocked")
+    assert sending_ip(private) is None
+
+
+def test_which_checks_apply_to_which_diagnosis():
+    settings = CheckSettings()
+    kinds = lambda d: [getattr(t, "check", None) for t in checks_for(d, settings)]  # noqa: E731
+    assert kinds(_delivery("dns-mx-failure", "x")) == ["dns"]
+    assert kinds(_delivery("dns-lookup-failed", "x")) == ["dns"]
+    assert kinds(_delivery("blocked-reputation", "[192.0.2.11] blocked")) == ["reverse", "dnsbl"]
+    assert kinds(_delivery("auth-spf-dkim-dmarc", "x", sender="a@sender-good.example")) == ["spf", "dmarc"]
+    assert kinds(_delivery("unknown-user", "x")) == []
+    tls_plan = checks_for(_delivery("tls-failure", "x"), settings)
+    assert tls_plan[0].status == SKIPPED and "--check-tls" in tls_plan[0].summary
+    assert checks_for(_delivery("tls-failure", "x"), CheckSettings(tls=True))[0].check == "tls"
+    no_ip = checks_for(_delivery("reverse-dns-missing", "550 no PTR"), settings)
+    assert [r.status for r in no_ip] == [COULD_NOT_CHECK, COULD_NOT_CHECK]
+
+
+# --- a real resolver on loopback ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+UNBOUND_CONF = """\
+server:
+  interface: 127.0.0.1
+  port: {port}
+  do-ip6: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{folder}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  num-threads: 1
+  outgoing-range: 64
+  module-config: "iterator"
+  # Clients on 127.0.0.1 are served; the server's own outgoing queries come from 127.0.0.3
+  # and are refused, which is how servfail.test gets its SERVFAIL (a lame delegation).
+  access-control: 127.0.0.0/8 allow
+  access-control: 127.0.0.3/32 refuse
+  outgoing-interface: 127.0.0.3
+  do-not-query-localhost: no
+  local-zone: "2.0.192.in-addr.arpa." nodefault
+  # A name whose queries are dropped: the client sees a timeout.
+  local-zone: "timeout.example." deny
+  local-zone: "servfail.test." transparent
+auth-zone:
+  name: "example."
+  zonefile: "{zones}/example.zone"
+  for-upstream: yes
+  for-downstream: no
+  fallback-enabled: no
+auth-zone:
+  name: "2.0.192.in-addr.arpa."
+  zonefile: "{zones}/2.0.192.in-addr.arpa.zone"
+  for-upstream: yes
+  for-downstream: no
+  fallback-enabled: no
+stub-zone:
+  name: "servfail.test."
+  stub-addr: 127.0.0.1@{port}
+# Everything else goes to a closed port on loopback: never to the Internet.
+stub-zone:
+  name: "."
+  stub-addr: 127.0.0.1@{dead}
+"""
+
+
+def _answers(port: int) -> bool:
+    import dns.message
+    import dns.query
+
+    try:
+        dns.query.udp(dns.message.make_query("mx-ok.example.", "MX"), "127.0.0.1", port=port, timeout=0.3)
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module")
+def resolver(tmp_path_factory) -> str:
+    """'127.0.0.1:PORT' of a running unbound serving tests/fixtures/checks/zones."""
+    if not os.path.exists(UNBOUND):
+        pytest.skip("unbound is not installed (scripts/install-test-servers.sh installs it)")
+    folder = tmp_path_factory.mktemp("unbound")
+    port, dead = _free_port(), _free_port()
+    conf = folder / "unbound.conf"
+    conf.write_text(UNBOUND_CONF.format(port=port, dead=dead, folder=folder, zones=ZONES.resolve()))
+    log = open(folder / "unbound.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while not _answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"unbound did not start: {(folder / 'unbound.log').read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture
+def client(resolver) -> DnsClient:
+    return DnsClient(parse_resolver(resolver), timeout=1.0)
+
+
+@pytest.fixture
+def closed_resolver() -> str:
+    return f"127.0.0.1:{_free_port()}"
+
+
+@pytest.mark.slow
+def test_domain_with_mx_is_routable_now(client):
+    result = check_domain(client, "mx-ok.example")
+    assert result.status == OK
+    assert [h["host"] for h in result.data["mx"]] == ["mx1.mx-ok.example", "mx2.mx-ok.example"]
+    assert "MX 10 mx1.mx-ok.example -> 127.0.0.1" in result.facts
+    assert "MX 20 mx2.mx-ok.example -> ::1" in result.facts
+    assert result.resolver == client.label and result.elapsed_ms is not None
+
+
+@pytest.mark.slow
+def test_null_mx_nxdomain_dangling_and_implicit_mx(client):
+    parked = check_domain(client, "parked.example")
+    assert parked.status == PROBLEM and parked.data["null_mx"] and "RFC 7505" in parked.summary
+    missing = check_domain(client, "no-such-domain.example")
+    assert missing.status == PROBLEM and missing.data == {"mx": "nxdomain"} and "NXDOMAIN" in missing.summary
+    dangling = check_domain(client, "dangling.example")
+    assert dangling.status == PROBLEM and "none of its MX hosts has an address" in dangling.summary
+    implicit = check_domain(client, "implicit.example")
+    assert implicit.status == WARNING and implicit.data["addresses"] == ["127.0.0.1"]
+
+
+@pytest.mark.slow
+def test_servfail_and_timeout_are_told_apart(client):
+    servfail = check_domain(client, "servfail.test")
+    assert servfail.status == PROBLEM and servfail.data == {"mx": "servfail"} and "SERVFAIL" in servfail.summary
+    started = time.monotonic()
+    timeout = check_domain(client, "timeout.example")
+    assert time.monotonic() - started < 5
+    assert timeout.status == PROBLEM and timeout.data == {"mx": "timeout"}
+    assert "though the resolver works" in timeout.summary
+
+
+@pytest.mark.slow
+def test_closed_resolver_port_is_could_not_check_at_once(closed_resolver):
+    client = DnsClient(parse_resolver(closed_resolver), timeout=1.0)
+    started = time.monotonic()
+    result = check_domain(client, "mx-ok.example")
+    assert time.monotonic() - started < 2
+    assert result.status == COULD_NOT_CHECK
+    assert "nothing answers DNS" in result.summary and closed_resolver in result.summary
+
+
+@pytest.mark.slow
+def test_reverse_dns_confirmed_unconfirmed_and_missing(client):
+    good = check_reverse(client, "192.0.2.10")
+    assert good.status == OK and good.data == {
+        "ptr": ["mail.sender-good.example"],
+        "ptr_status": "ok",
+        "confirmed": True,
+    }
+    unconfirmed = check_reverse(client, "192.0.2.11")
+    assert unconfirmed.status == PROBLEM and not unconfirmed.data["confirmed"]
+    assert "PTR 192.0.2.11 -> dynamic-11.isp.example -> 192.0.2.99" in unconfirmed.facts
+    missing = check_reverse(client, "192.0.2.12")
+    assert missing.status == PROBLEM and missing.data["ptr_status"] == "nxdomain"
+
+
+@pytest.mark.slow
+def test_dnsbl_listed_not_listed_and_refused(client):
+    zones = ["dnsbl.example", "refusing-bl.example"]
+    listed = check_dnsbl(client, "192.0.2.11", zones)
+    assert listed.status == PROBLEM
+    row = listed.data["zones"][0]
+    assert row["listed"] and row["codes"] == ["127.0.0.2"] and "Listed for testing" in row["reason"]
+    assert listed.data["zones"][1]["listed"] is None and "public or open resolver" in listed.data["zones"][1]["error"]
+    clean = check_dnsbl(client, "192.0.2.12", zones)
+    assert clean.status == OK and "Could not check refusing-bl.example" in clean.summary
+    assert check_dnsbl(client, "192.0.2.12", ["refusing-bl.example"]).status == COULD_NOT_CHECK
+    assert check_dnsbl(client, "127.0.0.2", ["dnsbl.example"]).status == PROBLEM
+
+
+@pytest.mark.slow
+def test_spf_good_broken_too_many_lookups_twice_and_missing(client):
+    good = check_spf(client, "sender-good.example")
+    assert good.status == OK and good.data["lookups"] == 2 and good.data["all"] == "-all"
+    broken = check_spf(client, "sender-broken.example")
+    assert broken.status == PROBLEM and len(broken.data["syntax_errors"]) == 2
+    many = check_spf(client, "sender-many.example")
+    assert many.status == PROBLEM and many.data["lookups"] == 11 and "11 DNS lookups" in many.summary
+    twice = check_spf(client, "sender-twice.example")
+    assert twice.status == PROBLEM and "2 SPF records" in twice.summary
+    none = check_spf(client, "mx-ok.example")
+    assert none.status == PROBLEM and "has no SPF record" in none.summary
+
+
+@pytest.mark.slow
+def test_dmarc_reject_none_and_missing(client):
+    reject = check_dmarc(client, "sender-good.example")
+    assert reject.status == OK and reject.data["policy"] == "reject" and "REJECT" in reject.summary
+    assert check_dmarc(client, "sender-many.example").data["policy"] == "none"
+    missing = check_dmarc(client, "sender-broken.example")
+    assert missing.status == WARNING and missing.data["policy"] is None
+
+
+@pytest.mark.slow
+def test_dkim_key_published_revoked_and_missing(client):
+    good = check_dkim(client, "sel1", "sender-good.example")
+    assert good.status == OK and good.data["bits"] == 2048  # two TXT strings, joined
+    revoked = check_dkim(client, "old", "sender-good.example")
+    assert revoked.status == PROBLEM and "revoked" in revoked.summary
+    missing = check_dkim(client, "nope", "sender-good.example")
+    assert missing.status == PROBLEM and "no DKIM key" in missing.summary
+
+
+# --- TLS against a STARTTLS server on loopback ----------------------------------------------
+
+
+def _certificate(folder: Path, days: int) -> tuple[Path, Path]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    cert, key = folder / f"cert{days}.pem", folder / f"key{days}.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", str(days), "-subj", "/CN=mx1.mx-ok.example", "-addext", "subjectAltName=DNS:mx1.mx-ok.example"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+class StartTlsServer:
+    """A minimal SMTP server on 127.0.0.1: greeting, EHLO, STARTTLS, then the TLS handshake."""
+
+    def __init__(self, cert: Path | None, key: Path | None, starttls: bool = True):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.context = None
+        if cert:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(cert, key)
+        self.starttls = starttls
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self._session(conn)
+                except (OSError, ssl.SSLError):
+                    pass
+
+    def _session(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 mx1.mx-ok.example ESMTP test\r\n")
+        reader.readline()
+        ehlo = [b"250-mx1.mx-ok.example", b"250-PIPELINING"] + ([b"250-STARTTLS"] if self.starttls else [])
+        conn.sendall(b"\r\n".join(ehlo + [b"250 8BITMIME"]) + b"\r\n")
+        if reader.readline().strip().upper() == b"STARTTLS" and self.starttls:
+            conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+            reader.close()
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1024)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    servers = []
+
+    def start(days: int | None = 30, starttls: bool = True) -> tuple[StartTlsServer, Path | None]:
+        cert, key = _certificate(tmp_path, days) if days else (None, None)
+        server = StartTlsServer(cert, key, starttls)
+        servers.append(server)
+        return server, cert
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.slow
+def test_tls_valid_certificate(client, tls_server):
+    server, cert = tls_server(days=30)
+    result = check_tls(client, "mx-ok.example", port=server.port, timeout=3, cafile=str(cert))
+    assert result.status == OK, result.summary
+    assert result.target == f"mx1.mx-ok.example:{server.port}"
+    assert result.data["names"] == ["mx1.mx-ok.example"] and result.data["days_left"] >= 28
+
+
+@pytest.mark.slow
+def test_tls_untrusted_and_soon_expiring_certificates(client, tls_server):
+    server, _ = tls_server(days=30)
+    untrusted = check_tls(client, "mx-ok.example", port=server.port, timeout=3)
+    assert untrusted.status == PROBLEM and "self-signed" in untrusted.summary
+    soon, cert = tls_server(days=5)
+    expiring = check_tls(client, "mx-ok.example", port=soon.port, timeout=3, cafile=str(cert))
+    assert expiring.status == WARNING and "expires in" in expiring.summary
+
+
+@pytest.mark.slow
+def test_tls_not_offered_and_nothing_listening(client, tls_server):
+    plain, _ = tls_server(days=None, starttls=False)
+    result = check_tls(client, "mx-ok.example", port=plain.port, timeout=3)
+    assert result.status == PROBLEM and result.data == {"starttls": False}
+    closed = check_tls(client, "mx-ok.example", port=_free_port(), timeout=3)
+    assert closed.status == COULD_NOT_CHECK and "cannot connect" in closed.summary
+
+
+# --- the whole run, and the command line ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_checks_run_concurrently_within_their_timeouts(resolver):
+    report = diagnose_text((FIXTURES / "checks" / "dns.log").read_text(), "dns.log")
+    started = time.monotonic()
+    check_report(report, CheckSettings(resolver=resolver, timeout=1.5))
+    assert time.monotonic() - started < 4  # the timeout.example lookup runs beside the others
+    found = {d.recipient: d.checks[0] for d in report.deliveries}
+    assert found["info@parked.example"].data["null_mx"]
+    assert found["ops@mx-ok.example"].status == OK
+    assert found["ops@servfail.test"].data == {"mx": "servfail"}
+    assert found["ops@timeout.example"].data == {"mx": "timeout"}
+    assert found["sales@dangling.example"].status == PROBLEM
+
+
+@pytest.mark.slow
+def test_a_slow_check_is_cut_off_at_its_own_timeout(resolver):
+    report = diagnose_text((FIXTURES / "checks" / "dns.log").read_text(), "dns.log")
+    started = time.monotonic()
+    check_report(report, CheckSettings(resolver=resolver, timeout=3.0, check_timeout=0.5))
+    assert time.monotonic() - started < 2.5
+    late = next(d for d in report.deliveries if d.recipient == "ops@timeout.example").checks[0]
+    assert late.status == COULD_NOT_CHECK and "no result within 0.5 s" in late.summary
+
+
+@pytest.mark.slow
+def test_renderers_show_checked_now(resolver):
+    report = diagnose_text((FIXTURES / "checks" / "reputation.log").read_text(), "reputation.log")
+    check_report(report, CheckSettings(resolver=resolver, dnsbl_zones=("dnsbl.example",)))
+    text = render_text(report, width=200)
+    assert "Checked now:" in text and "✗ blocklists 192.0.2.11: 192.0.2.11 is listed now on dnsbl.example" in text
+    markdown = render_markdown(report)
+    assert "**Checked now**" in markdown and "**reverse DNS** `192.0.2.12` (problem)" in markdown
+    rows = report_to_dict(report)["deliveries"]
+    assert [[c["check"] for c in d["checks"]] for d in rows] == [["reverse", "dnsbl"]] * 3
+
+
+@pytest.mark.slow
+def test_cli_check_confirms_a_missing_domain(run_cli, resolver):
+    done = run_cli("diagnose", "tests/fixtures/postfix/mx-not-found.log", "--check", "--resolver", resolver,
+                   "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    delivery = json.loads(done.stdout)["deliveries"][0]
+    assert delivery["diagnosis"]["id"] == "dns-mx-failure"
+    (check,) = delivery["checks"]
+    assert check["check"] == "dns" and check["target"] == "no-such-domain.example"
+    assert check["status"] == "problem" and check["data"] == {"mx": "nxdomain"}
+    assert check["resolver"] == resolver and "NXDOMAIN" in check["summary"]
+
+
+@pytest.mark.slow
+def test_cli_check_with_closed_resolver_says_could_not_check(run_cli, closed_resolver):
+    done = run_cli("diagnose", "tests/fixtures/postfix/mx-not-found.log", "--check", "--resolver", closed_resolver,
+                   "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (check,) = json.loads(done.stdout)["deliveries"][0]["checks"]
+    assert check["status"] == "could-not-check" and check["summary"].startswith("Could not check:")
+
+
+@pytest.mark.slow
+def test_cli_text_and_markdown_sections(run_cli, resolver, monkeypatch):
+    monkeypatch.setenv("WHYFAILED_DNSBL_ZONES", "dnsbl.example")
+    text = run_cli("diagnose", "tests/fixtures/checks/auth.log", "--check", "--resolver", resolver, timeout=60)
+    markdown = run_cli("diagnose", "tests/fixtures/checks/tls.log", "--check", "--resolver", resolver,
+                       "--format", "markdown", timeout=60)  # fmt: skip
+    out = text.stdout.decode()
+    assert text.returncode == 0 and "Checked now:" in out
+    assert "✓ DKIM sel1._domainkey.sender-good.example" in out
+    assert "✗ SPF sender-many.example" in out and "✗ SPF sender-broken.example" in out
+    assert "only with --check-tls" in markdown.stdout.decode()
+
+
+def test_cli_without_check_has_no_checks_key_and_rejects_a_bad_resolver(run_cli):
+    plain = run_cli("diagnose", "tests/fixtures/postfix/mx-not-found.log", "--format", "json")
+    assert "checks" not in json.loads(plain.stdout)["deliveries"][0]
+    bad = run_cli("diagnose", "tests/fixtures/postfix/mx-not-found.log", "--check", "--resolver", "dns.example")
+    assert bad.returncode == 2 and b"not an IP address" in bad.stderr
+
+
+def test_a_check_that_crashes_or_has_no_resolver_is_could_not_check(monkeypatch):
+    from bot.checks import run
+
+    def broken(task, client, settings):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run, "_execute", broken)
+    (result,) = run.run_tasks([run.Task("dns", "x.example")], CheckSettings(resolver="127.0.0.1:9"))[
+        run.Task("dns", "x.example")
+    ]
+    assert result.status == COULD_NOT_CHECK and "the check failed (RuntimeError: boom)" in result.summary
+    monkeypatch.setattr(run, "resolver_address", lambda _resolver: None)
+    (result,) = run.run_tasks([run.Task("dns", "x.example")], CheckSettings())[run.Task("dns", "x.example")]
+    assert result.status == COULD_NOT_CHECK and "no DNS resolver is configured" in result.summary
