@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from tests.mta.exim_rig import exim_problem, run_exim
-from tests.mta.postfix_rig import Capture, postfix_problem, run_postfix
+from tests.mta.postfix_rig import postfix_problem, run_postfix
+from tests.mta.rig import Capture
 from tests.mta.scenarios import EXPECTED, expected_json
 
 CAPTURED = Path(__file__).resolve().parent.parent / "fixtures" / "captured"

@@ -8,7 +8,8 @@ import pytest
 
 from tests.mta.capture import run
 from tests.mta.exim_rig import exim_problem
-from tests.mta.postfix_rig import Capture, postfix_problem
+from tests.mta.postfix_rig import postfix_problem
+from tests.mta.rig import Capture
 
 
 def _run(mta: str, problem: str | None) -> Capture:

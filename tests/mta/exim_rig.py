@@ -24,9 +24,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.mta.postfix_rig import Capture, Sent, submit
 from tests.mta.remote_server import LOOPBACK, World, free_port
-from tests.mta.scenarios import DNS_DOMAINS, DOMAINS, EXPIRE_DOMAIN, MESSAGES, SENDER
+from tests.mta.rig import Capture, Sent, run_by_hand, submit_scenario, wait_for
+from tests.mta.scenarios import DOMAINS, EXPIRE_DOMAIN, SENDER
 
 EXIM_ROOT = Path(os.environ.get("WHYFAILED_EXIM_ROOT", "/opt/whyfailed-exim"))
 EXIM = EXIM_ROOT / "usr" / "sbin" / "exim4"
@@ -76,6 +76,24 @@ TRANSPORT_FOR_KIND = {
     "require-starttls": "smtp_no_tls",  # the server insists on STARTTLS, we never use TLS
     "badcert": "smtp_verify_tls",  # the server's certificate is self-signed, we verify it
 }
+
+
+# The smtp transports differ only in their TLS policy; the rest keeps each test quick.
+TRANSPORT_OPTIONS = {
+    "remote_smtp": ["data_timeout = 20s"],
+    "smtp_require_tls": ["hosts_require_tls = *"],
+    "smtp_no_tls": ["hosts_avoid_tls = *"],
+    "smtp_verify_tls": ["hosts_require_tls = *", "tls_verify_hosts = *", "tls_verify_certificates = system"],
+}
+
+
+def _transports() -> str:
+    common = ["driver = smtp", "allow_localhost", "multi_domain = false", "connection_max_messages = 1"]
+    common += ["connect_timeout = 3s", "command_timeout = 5s"]
+    return "\n".join(
+        f"{name}:\n" + "".join(f"  {option}\n" for option in common + extra)
+        for name, extra in TRANSPORT_OPTIONS.items()
+    )
 
 
 def exim_conf(folder: Path, port: int, relay_domains: list[str]) -> str:
@@ -128,44 +146,7 @@ dnslookup:
 
 begin transports
 
-remote_smtp:
-  driver = smtp
-  allow_localhost
-  multi_domain = false
-  connection_max_messages = 1
-  connect_timeout = 3s
-  command_timeout = 5s
-  data_timeout = 20s
-
-smtp_require_tls:
-  driver = smtp
-  allow_localhost
-  multi_domain = false
-  connection_max_messages = 1
-  connect_timeout = 3s
-  command_timeout = 5s
-  hosts_require_tls = *
-
-smtp_no_tls:
-  driver = smtp
-  allow_localhost
-  multi_domain = false
-  connection_max_messages = 1
-  connect_timeout = 3s
-  command_timeout = 5s
-  hosts_avoid_tls = *
-
-smtp_verify_tls:
-  driver = smtp
-  allow_localhost
-  multi_domain = false
-  connection_max_messages = 1
-  connect_timeout = 3s
-  command_timeout = 5s
-  hosts_require_tls = *
-  tls_verify_hosts = *
-  tls_verify_certificates = system
-
+{_transports()}
 begin retry
 
 {EXPIRE_DOMAIN}  *  F,4s,1s
@@ -313,26 +294,10 @@ def run_exim(folder: Path, expected_status: dict[str, str]) -> Capture:
         except RuntimeError as error:
             capture.problems.append(str(error))
             return capture
-        pending: list[tuple[Sent, str, str]] = []
-        for n, recipients in enumerate(MESSAGES, 1):
-            keep = []
-            for rcpt in recipients:
-                if rcpt.rpartition("@")[2] in DNS_DOMAINS and not world.dns_ok:
-                    capture.skipped[rcpt] = world.dns_problem
-                else:
-                    keep.append(rcpt)
-            if not keep:
-                continue
-            sent = submit(instance.port, tuple(keep), n)
-            capture.sent.append(sent)
-            pending += [(sent, rcpt, expected_status[rcpt]) for rcpt in keep]
-        deadline = time.monotonic() + 120
-        while pending and time.monotonic() < deadline:
-            log = instance.main_log() + instance.reject_log()
-            pending = [item for item in pending if not _done(log, *item)]
-            time.sleep(0.5)
-        if pending:
-            capture.problems.append(f"no final status within 120s for {[r for _, r, _ in pending]}")
+        pending = submit_scenario(instance.port, world, capture, expected_status)
+        left = wait_for(lambda: instance.main_log() + instance.reject_log(), _done, pending, limit=120)
+        if left:
+            capture.problems.append(f"no final status within 120s for {[r for _, r, _ in left]}")
         # Let the bounce notices to the sender go out (bounded).
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -352,16 +317,4 @@ def run_exim(folder: Path, expected_status: dict[str, str]) -> Capture:
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m tests.mta.exim_rig
-    import argparse
-    import tempfile
-
-    from tests.mta.scenarios import EXPECTED
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--keep", help="folder to run in (kept)")
-    args = parser.parse_args()
-    base = Path(args.keep or tempfile.mkdtemp(prefix="whyfailed-exim-"))
-    result = run_exim(base, {r: e.status for r, e in EXPECTED["exim"].items()})
-    print(result.main_log)
-    print("--- reject log\n" + result.reject_log)
-    print(result.timings, result.skipped, result.problems)
+    run_by_hand("exim", run_exim)

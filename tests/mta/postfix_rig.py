@@ -19,13 +19,11 @@ import shutil
 import smtplib
 import subprocess
 import time
-from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from tests.mta.remote_server import LOOPBACK, World, free_port
-from tests.mta.scenarios import CLIENT_HELO, DNS_DOMAINS, DOMAINS, EXPIRE_DOMAIN, MESSAGES, SENDER
+from tests.mta.rig import Capture, Sent, run_by_hand, submit_scenario, wait_for
+from tests.mta.scenarios import DOMAINS, EXPIRE_DOMAIN, SENDER
 
 BINARIES = ("postfix", "postconf", "postqueue", "postsuper")
 SBIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -142,59 +140,6 @@ def main_cf(folder: Path, relay_domains: list[str]) -> str:
     return "".join(f"{key} = {value}\n" for key, value in settings.items())
 
 
-@dataclass
-class Sent:
-    recipients: tuple[str, ...]
-    queue_id: str | None  # None: refused at RCPT (NOQUEUE)
-    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-
-def compose(recipients: tuple[str, ...], n: int) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = SENDER
-    msg["To"] = ", ".join(recipients)
-    msg["Subject"] = f"whyfailed rig message {n}"
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = make_msgid(domain="client.rig.test")
-    msg.set_content(f"Test message {n} from the whyfailed rig to {', '.join(recipients)}.\n")
-    return msg
-
-
-def submit(port: int, recipients: tuple[str, ...], n: int) -> Sent:
-    """Hand one message to the MTA over SMTP; returns its queue id (from the 250 reply)."""
-    msg = compose(recipients, n)
-    with smtplib.SMTP(LOOPBACK, port, local_hostname=CLIENT_HELO, timeout=30) as client:
-        client.ehlo()
-        code, reply = client.mail(SENDER)
-        assert code == 250, (code, reply)
-        refused = {}
-        for rcpt in recipients:
-            code, reply = client.rcpt(rcpt)
-            if code >= 400:
-                refused[rcpt] = (code, reply.decode(errors="replace"))
-        if len(refused) == len(recipients):
-            client.rset()
-            return Sent(recipients, None, refused)
-        code, reply = client.data(msg.as_bytes())
-        assert code == 250, (code, reply)
-        text = reply.decode(errors="replace")
-        match = re.search(r"queued as (\S+)", text) or re.search(r"id=(\S+)", text)
-        return Sent(recipients, match.group(1) if match else None, refused)
-
-
-@dataclass
-class Capture:
-    mta: str
-    version: str
-    main_log: str
-    reject_log: str = ""
-    sent: list[Sent] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # recipient -> why it was not sent
-    problems: list[str] = field(default_factory=list)  # what went wrong in the rig itself
-    transcript: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 class PostfixInstance:
     def __init__(self, folder: Path, world: World):
         self.folder = folder
@@ -287,21 +232,6 @@ def _done(log: str, sent: Sent, rcpt: str, want: str) -> bool:
     return re.search(rf"{qid}: to=<{re.escape(rcpt)}>.*status={word}\b", log) is not None
 
 
-def _wait(instance: PostfixInstance, pending: list[tuple[Sent, str, str]], limit: float, flush_every: float) -> list:
-    deadline = time.monotonic() + limit
-    last_flush = time.monotonic()
-    while pending and time.monotonic() < deadline:
-        log = instance.log()
-        pending = [item for item in pending if not _done(log, *item)]
-        if not pending:
-            break
-        if time.monotonic() - last_flush > flush_every:
-            instance.flush()
-            last_flush = time.monotonic()
-        time.sleep(0.5)
-    return pending
-
-
 def run_postfix(folder: Path, expected_status: dict[str, str]) -> Capture:
     """Run the whole scenario against a fresh Postfix; returns the captured maillog."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -315,19 +245,13 @@ def run_postfix(folder: Path, expected_status: dict[str, str]) -> Capture:
         except RuntimeError as error:
             capture.problems.append(str(error))
             return capture
-        pending = []
-        for n, recipients in enumerate(MESSAGES, 1):
-            recipients = tuple(r for r in recipients if _sendable(r, world, capture))
-            if not recipients:
-                continue
-            sent = submit(instance.port, recipients, n)
-            capture.sent.append(sent)
-            for rcpt in recipients:
-                want = expected_status[rcpt]
-                # The expiring message first has to be deferred; it expires in phase 2.
-                pending.append((sent, rcpt, "deferred" if want == "expired" else want))
+        pending = [
+            # The expiring message first has to be deferred; it expires in phase 2.
+            (sent, rcpt, "deferred" if want == "expired" else want)
+            for sent, rcpt, want in submit_scenario(instance.port, world, capture, expected_status)
+        ]
         instance.flush()
-        left = _wait(instance, pending, limit=90, flush_every=3)
+        left = wait_for(instance.log, _done, pending, limit=90, nudge=instance.flush)
         capture.timings["phase1"] = time.monotonic() - started
         if left:
             capture.problems.append(f"no final status within 90s for {[r for _, r, _ in left]}")
@@ -345,7 +269,7 @@ def run_postfix(folder: Path, expected_status: dict[str, str]) -> Capture:
             instance.flush()
             phase2 = [(s, r, "expired") for s in expiring for r in s.recipients]
             # the bounce notice to the sender, too
-            left = _wait(instance, phase2, limit=60, flush_every=3)
+            left = wait_for(instance.log, _done, phase2, limit=60, nudge=instance.flush)
             if left:
                 capture.problems.append(f"the {EXPIRE_DOMAIN} message did not expire within 60s")
         # Let the bounce notices (DSNs to the sender) go out before stopping.
@@ -357,14 +281,6 @@ def run_postfix(folder: Path, expected_status: dict[str, str]) -> Capture:
         capture.main_log = instance.log()
         capture.transcript = world.transcript()
     return capture
-
-
-def _sendable(rcpt: str, world: World, capture: Capture) -> bool:
-    """DNS scenarios need the private resolver; without it they are left out, never faked."""
-    if rcpt.rpartition("@")[2] in DNS_DOMAINS and not world.dns_ok:
-        capture.skipped[rcpt] = world.dns_problem
-        return False
-    return True
 
 
 def _wait_quiet(instance: PostfixInstance, limit: float) -> None:
@@ -380,15 +296,4 @@ def _wait_quiet(instance: PostfixInstance, limit: float) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m tests.mta.postfix_rig
-    import argparse
-    import tempfile
-
-    from tests.mta.scenarios import EXPECTED
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--keep", help="folder to run in (kept)")
-    args = parser.parse_args()
-    base = Path(args.keep or tempfile.mkdtemp(prefix="whyfailed-postfix-"))
-    result = run_postfix(base, {r: e.status for r, e in EXPECTED["postfix"].items()})
-    print(result.main_log)
-    print(result.timings, result.skipped, result.problems)
+    run_by_hand("postfix", run_postfix)
