@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from tests.mta.remote_server import LOOPBACK, World, free_port
-from tests.mta.rig import Capture, Sent, run_by_hand, submit_scenario, wait_for
+from tests.mta.rig import Capture, Sent, run_by_hand, run_rig, submit_scenario, wait_for
 from tests.mta.scenarios import DOMAINS, EXPIRE_DOMAIN, SENDER
 
 EXIM_ROOT = Path(os.environ.get("WHYFAILED_EXIM_ROOT", "/opt/whyfailed-exim"))
@@ -283,17 +283,8 @@ def _done(log: str, sent: Sent, rcpt: str, want: str) -> bool:
 
 def run_exim(folder: Path, expected_status: dict[str, str]) -> Capture:
     """Run the whole scenario against a fresh Exim daemon; returns the captured logs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    world = World(folder / "world", DOMAINS).start()
-    instance = EximInstance(folder / "exim", world)
-    capture = Capture("exim", exim_version(), "")
-    started = time.monotonic()
-    try:
-        try:
-            instance.start()
-        except RuntimeError as error:
-            capture.problems.append(str(error))
-            return capture
+
+    def drive(world: World, instance: EximInstance, capture: Capture) -> None:
         pending = submit_scenario(instance.port, world, capture, expected_status)
         left = wait_for(lambda: instance.main_log() + instance.reject_log(), _done, pending, limit=120)
         if left:
@@ -306,14 +297,14 @@ def run_exim(folder: Path, expected_status: dict[str, str]) -> Capture:
             if all(re.search(rf"{re.escape(b)} => {re.escape(SENDER)} ", log) for b in bounces):
                 break
             time.sleep(0.5)
-        capture.timings["total"] = time.monotonic() - started
-    finally:
-        instance.stop()
-        world.stop()
+
+    def collect(world: World, instance: EximInstance, capture: Capture) -> None:
         capture.main_log = instance.main_log()
         capture.reject_log = instance.reject_log()
         capture.transcript = world.transcript() + "\n" + instance.panic_log()
-    return capture
+
+    make = lambda world: EximInstance(folder / "exim", world)  # noqa: E731
+    return run_rig(Capture("exim", exim_version(), ""), folder, make, drive, collect)
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m tests.mta.exim_rig

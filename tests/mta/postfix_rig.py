@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from tests.mta.remote_server import LOOPBACK, World, free_port
-from tests.mta.rig import Capture, Sent, run_by_hand, submit_scenario, wait_for
+from tests.mta.rig import Capture, Sent, run_by_hand, run_rig, submit_scenario, wait_for
 from tests.mta.scenarios import DOMAINS, EXPIRE_DOMAIN, SENDER
 
 BINARIES = ("postfix", "postconf", "postqueue", "postsuper")
@@ -234,17 +234,9 @@ def _done(log: str, sent: Sent, rcpt: str, want: str) -> bool:
 
 def run_postfix(folder: Path, expected_status: dict[str, str]) -> Capture:
     """Run the whole scenario against a fresh Postfix; returns the captured maillog."""
-    folder.mkdir(parents=True, exist_ok=True)
-    world = World(folder / "world", DOMAINS).start()
-    instance = PostfixInstance(folder / "postfix", world)
-    capture = Capture("postfix", postfix_version(), "")
-    started = time.monotonic()
-    try:
-        try:
-            instance.start()
-        except RuntimeError as error:
-            capture.problems.append(str(error))
-            return capture
+
+    def drive(world: World, instance: PostfixInstance, capture: Capture) -> None:
+        started = time.monotonic()
         pending = [
             # The expiring message first has to be deferred; it expires in phase 2.
             (sent, rcpt, "deferred" if want == "expired" else want)
@@ -255,32 +247,35 @@ def run_postfix(folder: Path, expected_status: dict[str, str]) -> Capture:
         capture.timings["phase1"] = time.monotonic() - started
         if left:
             capture.problems.append(f"no final status within 90s for {[r for _, r, _ in left]}")
-        # Phase 2: let the message to the expire domain run out of queue lifetime. The other
-        # deferred messages are put on hold first, so only that one expires.
-        expiring = [s for s in capture.sent if any(r.endswith("@" + EXPIRE_DOMAIN) for r in s.recipients)]
-        if expiring:
-            keep = {s.queue_id for s in expiring}
-            for sent, _rcpt, want in pending:
-                if want == "deferred" and sent.queue_id and sent.queue_id not in keep:
-                    instance.hold(sent.queue_id)
-            instance.cmd("postconf", "-e", "maximal_queue_lifetime=0", "bounce_queue_lifetime=0")
-            instance.cmd("postfix", "reload", check=False)
-            time.sleep(1)
-            instance.flush()
-            phase2 = [(s, r, "expired") for s in expiring for r in s.recipients]
-            # the bounce notice to the sender, too
-            left = wait_for(instance.log, _done, phase2, limit=60, nudge=instance.flush)
-            if left:
-                capture.problems.append(f"the {EXPIRE_DOMAIN} message did not expire within 60s")
+        _expire(instance, capture, pending)
         # Let the bounce notices (DSNs to the sender) go out before stopping.
         _wait_quiet(instance, limit=30)
-        capture.timings["total"] = time.monotonic() - started
-    finally:
-        instance.stop()
-        world.stop()
+
+    def collect(world: World, instance: PostfixInstance, capture: Capture) -> None:
         capture.main_log = instance.log()
         capture.transcript = world.transcript()
-    return capture
+
+    make = lambda world: PostfixInstance(folder / "postfix", world)  # noqa: E731
+    return run_rig(Capture("postfix", postfix_version(), ""), folder, make, drive, collect)
+
+
+def _expire(instance: PostfixInstance, capture: Capture, pending) -> None:
+    """Phase 2: let the message to the expire domain run out of queue lifetime. The other
+    deferred messages are put on hold first, so only that one expires."""
+    expiring = [s for s in capture.sent if any(r.endswith("@" + EXPIRE_DOMAIN) for r in s.recipients)]
+    if not expiring:
+        return
+    keep = {s.queue_id for s in expiring}
+    for sent, _rcpt, want in pending:
+        if want == "deferred" and sent.queue_id and sent.queue_id not in keep:
+            instance.hold(sent.queue_id)
+    instance.cmd("postconf", "-e", "maximal_queue_lifetime=0", "bounce_queue_lifetime=0")
+    instance.cmd("postfix", "reload", check=False)
+    time.sleep(1)
+    instance.flush()
+    phase2 = [(s, r, "expired") for s in expiring for r in s.recipients]
+    if wait_for(instance.log, _done, phase2, limit=60, nudge=instance.flush):
+        capture.problems.append(f"the {EXPIRE_DOMAIN} message did not expire within 60s")
 
 
 def _wait_quiet(instance: PostfixInstance, limit: float) -> None:

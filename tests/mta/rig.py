@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import Protocol
 
 from tests.mta.remote_server import LOOPBACK, World
-from tests.mta.scenarios import CLIENT_HELO, DNS_DOMAINS, MESSAGES, SENDER
+from tests.mta.scenarios import CLIENT_HELO, DNS_DOMAINS, DOMAINS, MESSAGES, SENDER
 
 
 @dataclass
@@ -38,6 +39,11 @@ class Capture:
     problems: list[str] = field(default_factory=list)  # what went wrong in the rig itself
     transcript: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+
+
+class MTA(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
 
 
 Pending = list[tuple[Sent, str, str]]  # (message, recipient, the final status awaited)
@@ -117,6 +123,35 @@ def wait_for(
             last_nudge = time.monotonic()
         time.sleep(0.5)
     return pending
+
+
+def run_rig(
+    capture: Capture,
+    folder: Path,
+    make_mta: Callable[[World], MTA],
+    drive: Callable[[World, MTA, Capture], None],
+    collect: Callable[[World, MTA, Capture], None],
+) -> Capture:
+    """Start the scripted servers and the MTA, `drive` the scenario, then stop both and
+    `collect` the logs into the capture, however the run ended. An MTA that cannot start is a
+    problem on record, not an exception: the tests then show what went wrong."""
+    folder.mkdir(parents=True, exist_ok=True)
+    world = World(folder / "world", DOMAINS).start()
+    instance = make_mta(world)
+    started = time.monotonic()
+    try:
+        try:
+            instance.start()
+        except RuntimeError as error:
+            capture.problems.append(str(error))
+            return capture
+        drive(world, instance, capture)
+        capture.timings["total"] = time.monotonic() - started
+    finally:
+        instance.stop()
+        world.stop()
+        collect(world, instance, capture)
+    return capture
 
 
 def run_by_hand(mta: str, run: Callable[[Path, dict[str, str]], Capture]) -> None:
