@@ -255,7 +255,7 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
 )
 @click.option(
     "--chunk-lines",
-    type=click.IntRange(100, 1_000_000),
+    type=click.IntRange(1, 1_000_000),
     default=20000,
     show_default=True,
     help="Lines per transaction: larger is faster, smaller loses less work to a crash.",

@@ -5,6 +5,7 @@ named-source configuration behind `whyfailed ingest NAME`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -12,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -278,52 +280,49 @@ def test_journald_reader_reads_a_program_that_writes_journal_json(tmp_path):
     assert story.status == "deferred" and story.attempts[0].evidence[0].text.startswith("2025-11-28T10:15:02")
 
 
-def test_journald_crash_between_cursor_and_chunk_indexes_each_entry_once(tmp_path, monkeypatch):
-    """A kill after a chunk's cursor was saved but before the chunk was committed: the restart
-    resumes from the cursor of the last committed chunk, and no entry is indexed twice."""
-    fake = tmp_path / "fake-journalctl"
-    records = [
-        {
-            "__CURSOR": f"s=abc;i={n}",
-            "__REALTIME_TIMESTAMP": str(1764324902000000 + n),
-            "_HOSTNAME": "mx1",
-            "SYSLOG_IDENTIFIER": "postfix/smtp",
-            "MESSAGE": f"1A2B3C: to=<x@y.example>, relay=none, delay=1, dsn=4.4.1, status=deferred (try {n})",
-        }
-        for n in range(1, 5)
+@needs_journal
+@pytest.mark.slow
+def test_journald_kill_9_mid_journal_then_restart_indexes_each_entry_once(tmp_path):
+    """ingest is killed (-9) part way through a journal, in chunks of 2 entries; the restart
+    resumes after the cursor of the last committed chunk, and no entry is indexed twice."""
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    total = 3000
+    entries = [
+        _export_entry(
+            f"Nov 27 08:00:02 mx1 postfix/smtp[1310]: 1A{n:05X}: to=<u{n}@y.example>, relay=none, delay=1, "
+            f"dsn=4.4.1, status=deferred (connect to y.example[192.0.2.1]:25: Connection timed out, try {n})",
+            n,
+        )
+        for n in range(total)
     ]
-    # prints the records after --after-cursor=s=abc;i=N, as journalctl would
-    fake.write_text(
-        f"#!{sys.executable}\nimport json, sys\nrecords = {json.dumps(records)!r}\n"
-        "after = [a.split('i=')[1] for a in sys.argv if a.startswith('--after-cursor=')]\n"
-        "start = int(after[0]) if after else 0\n"
-        "for r in json.loads(records)[start:]:\n    print(json.dumps(r))\n"
-    )
-    fake.chmod(0o755)
-    store = Store(tmp_path / "i.db")
-    selector = JournalSelector(journalctl=str(fake))
-    import bot.sources.journald as journald
+    _append_journal(folder / "big.journal", entries)
+    db = tmp_path / "i.db"
+    env = {**os.environ, "WHYFAILED_SOURCES": json.dumps({"j": {"kind": "journald", "directory": str(folder)}})}
+    command = [sys.executable, "-m", "bot", "ingest", "j", "--db", str(db), "--chunk-lines", "2"]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    indexed = 0
+    deadline = time.monotonic() + DEADLINE * 4
+    while time.monotonic() < deadline and process.poll() is None and indexed < total // 10:
+        time.sleep(0.1)
+        with contextlib.suppress(sqlite3.Error), sqlite3.connect(db, timeout=1) as connection:
+            row = connection.execute("select lines from positions where path = 'journald:j'").fetchone()
+            indexed = row[0] if row else 0
+    assert process.poll() is None, "ingest finished before it could be killed: make the journal bigger"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = saved_cursor(Store(db), "journald:j")[0]
+    assert 0 < killed_at < total
 
-    real_write, calls = journald.write_parsed, []
-
-    def dies_on_second_chunk(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise SystemExit("killed")
-        real_write(*args)
-
-    async def crash_then_restart():
-        monkeypatch.setattr(journald, "write_parsed", dies_on_second_chunk)
-        with pytest.raises(SystemExit):
-            await read_journal(store, "j", selector, batch_lines=2)
-        assert saved_cursor(store, "journald:j") == (2, "s=abc;i=2")
-        monkeypatch.setattr(journald, "write_parsed", real_write)
-        return await read_journal(store, "j", selector, batch_lines=2)
-
-    assert asyncio.run(crash_then_restart()).lines == 2
-    (story,) = why_from_store(store, "x@y.example", None).deliveries
-    assert [a.text.rsplit(" ", 1)[-1] for a in story.attempts] == ["1", "2", "3", "4"]
-    assert store.counts()["attempts"] == 4
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    store = Store(db)
+    assert saved_cursor(store, "journald:j")[0] == total
+    with sqlite3.connect(db) as connection:
+        attempts, distinct = connection.execute("select count(*), count(distinct delivery_id) from attempts").fetchone()
+    assert attempts == distinct == total  # one deferral per recipient, none twice, none lost
+    (story,) = why_from_store(store, f"u{total - 1}@y.example", None).deliveries
+    assert story.status == "deferred"
 
 
 # --- SSH ------------------------------------------------------------------------------------

@@ -63,10 +63,10 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
-def system_resolver() -> tuple[str, int] | None:
-    """The first nameserver of /etc/resolv.conf, or None when there is none."""
+def system_resolver(resolv_conf: str = "/etc/resolv.conf") -> tuple[str, int] | None:
+    """The first nameserver of resolv.conf, or None when there is none."""
     try:
-        servers = dns.resolver.Resolver(configure=True).nameservers
+        servers = dns.resolver.Resolver(filename=resolv_conf, configure=True).nameservers
     except (dns.resolver.NoResolverConfiguration, OSError):
         return None
     for server in servers:
@@ -77,12 +77,12 @@ def system_resolver() -> tuple[str, int] | None:
     return None
 
 
-def resolver_address(resolver: str | None = None) -> tuple[str, int] | None:
+def resolver_address(resolver: str | None = None, resolv_conf: str = "/etc/resolv.conf") -> tuple[str, int] | None:
     """The resolver to ask: the parameter, else $WHYFAILED_RESOLVER, else the system's."""
     chosen = resolver or os.environ.get("WHYFAILED_RESOLVER")
     if chosen:
         return parse_resolver(chosen)
-    return system_resolver()
+    return system_resolver(resolv_conf)
 
 
 @dataclass(slots=True)

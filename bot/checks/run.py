@@ -44,7 +44,8 @@ _NOT_PUBLIC = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", 
 
 @dataclass(frozen=True, slots=True)
 class CheckSettings:
-    resolver: str | None = None  # IP[:PORT]; None: $WHYFAILED_RESOLVER, else /etc/resolv.conf
+    resolver: str | None = None  # IP[:PORT]; None: $WHYFAILED_RESOLVER, else resolv_conf's first nameserver
+    resolv_conf: str = "/etc/resolv.conf"  # containers and tests may point elsewhere
     timeout: float = 2.0  # one DNS query
     check_timeout: float = 8.0  # one check, all its queries
     total_timeout: float = 20.0  # every check of a report
@@ -243,11 +244,11 @@ def _too_slow(task: Task, limit: float, resolver: str) -> list[CheckResult]:
 
 def _client(settings: CheckSettings) -> tuple[DnsClient | None, str]:
     try:
-        server = resolver_address(settings.resolver)
+        server = resolver_address(settings.resolver, settings.resolv_conf)
     except ResolverError as error:
         return None, f"bad resolver address: {error}"
     if server is None:
-        return None, "no DNS resolver is configured here (no nameserver in /etc/resolv.conf): give --resolver IP"
+        return None, f"no DNS resolver is configured here (no nameserver in {settings.resolv_conf}): give --resolver IP"
     return DnsClient(server, timeout=settings.timeout), ""
 
 

@@ -227,7 +227,10 @@ async def _run_one(name: str, source: Source, db_path: str, follow: bool, stop, 
         selector = JournalSelector(
             _as_list(source.unit), _as_list(source.identifier), source.directory, source.since, source.journalctl
         )
-        stats = await (follow_journal(store, name, selector, stop) if follow else read_journal(store, name, selector))
+        if follow:
+            stats = await follow_journal(store, name, selector, stop, batch_lines=chunk_lines)
+        else:
+            stats = await read_journal(store, name, selector, batch_lines=chunk_lines)
     return f"indexed {stats.lines} new lines; {stats.deliveries} stories updated"
 
 
