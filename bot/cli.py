@@ -16,7 +16,8 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    # Off a terminal, one message is one line: scripts and log collectors read stderr too.
+    return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

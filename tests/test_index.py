@@ -177,3 +177,46 @@ def test_durations():
     assert parse_duration("1w2d") == timedelta(days=9)
     with pytest.raises(ValueError):
         parse_duration("2 fortnights")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 600 kB filesystem (tmpfs), so the database runs out of room for real."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_ingest_clearly_and_a_rerun_with_room_finishes_the_job(tmp_path, small_disk, run_cli):
+    log = tmp_path / "big.log"
+    log.write_text("\n".join(generate(20000, seed=3)) + "\n")
+    db = small_disk / "i.db"
+    full = run_cli("ingest", str(log), "--db", str(db), "--chunk-lines", "500")
+    assert full.returncode == 2
+    assert b"database or disk is full" in full.stderr and b"Traceback" not in full.stderr
+    assert b"resumes from there" in full.stderr
+    # what was committed before the disk filled is whole: the position and the attempts agree
+    with sqlite3.connect(db) as connection:
+        offset, lines = connection.execute("select offset, lines from positions").fetchone()
+        attempts = connection.execute("select count(*) from attempts").fetchone()[0]
+    assert 0 < lines < 20000
+    head = log.read_bytes()[:offset].decode()
+    assert attempts == sum(1 for line in head.splitlines() if " status=" in line and " to=<" in line)
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    done = run_cli("ingest", str(log), "--db", str(db), "--chunk-lines", "500")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as connection:
+        attempts, distinct = connection.execute("select count(*), count(distinct id) from attempts").fetchone()
+        final = connection.execute("select offset, lines from positions").fetchone()
+    assert attempts == distinct == _status_lines(log)
+    assert final == (log.stat().st_size, 20000)
