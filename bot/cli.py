@@ -12,7 +12,7 @@ from bot import __version__
 from bot.textio import MAX_INPUT_BYTES, InputError, read_input
 
 FORMATS = ("text", "markdown", "json", "jsonl")
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 
 def _stderr() -> Console:
@@ -272,7 +272,10 @@ def ingest(
 ) -> None:
     """Index mail logs (rotated and .gz files included) for `whyfailed why`. Resumable:
     run it again and it reads only what is new. SOURCE is a name configured in
-    $WHYFAILED_SOURCES or $WHYFAILED_SOURCES_FILE (a file, SSH, journald or syslog source)."""
+    $WHYFAILED_SOURCES or $WHYFAILED_SOURCES_FILE (a file, SSH, journald or syslog source).
+
+    Exit status: 0 when every file was read, 1 when some were skipped (missing, unreadable,
+    not a file), 2 when nothing could be read or the index cannot be written."""
     import os
 
     from bot.ingest import ingest_paths
@@ -314,7 +317,7 @@ def ingest(
         )
         sys.exit(EXIT_USAGE)
     for problem in stats.skipped:
-        _stderr().print(f"skipped {problem}", markup=False)
+        _stderr().print(f"warning: skipped {problem}", markup=False)
     rate = stats.lines / stats.seconds if stats.seconds else 0
     click.echo(
         f"Indexed {stats.lines} new lines from {stats.files} file(s) in {stats.seconds:.1f} s "
@@ -326,8 +329,8 @@ def ingest(
         from bot.sources.follow import follow_paths
 
         follow_paths(store, list(paths), source, interval)
-    if stats.skipped and not stats.files:
-        sys.exit(EXIT_USAGE)
+    if stats.skipped:  # scripts must see that some of what they named was not read
+        sys.exit(EXIT_USAGE if not stats.files else EXIT_PARTIAL)
 
 
 def _configured_names(args: tuple[str, ...]) -> list[str]:
@@ -398,8 +401,10 @@ def doctor(online: bool, fmt: str) -> None:
         from rich.markup import escape
 
         for item in findings:
-            console.print(f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
-                          f"{escape(item.detail)}" + (f"\n    [dim]fix: {escape(item.fix)}[/dim]" if item.fix else ""))
+            console.print(
+                f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
+                f"{escape(item.detail)}" + (f"\n    [dim]fix: {escape(item.fix)}[/dim]" if item.fix else "")
+            )
     sys.exit(1 if any(f.state == FAIL for f in findings) else 0)
 
 

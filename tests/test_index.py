@@ -220,3 +220,54 @@ def test_a_full_disk_stops_ingest_clearly_and_a_rerun_with_room_finishes_the_job
         final = connection.execute("select offset, lines from positions").fetchone()
     assert attempts == distinct == _status_lines(log)
     assert final == (log.stat().st_size, 20000)
+
+
+# Root reads any file; without these capabilities it is held to the permission bits like anyone.
+NO_DAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_missing_unreadable_and_non_files_are_skipped_by_name_and_the_rest_indexed(tmp_path):
+    import shutil
+
+    readable = tmp_path / "mail.log"
+    readable.write_text(LOG.read_text())
+    secret = tmp_path / "secret.log"
+    secret.write_text(LOG.read_text())
+    secret.chmod(0)
+    (tmp_path / "folder.log").mkdir()
+    db = tmp_path / "i.db"
+    args = ["ingest", str(readable), str(tmp_path / "gone.log"), str(tmp_path / "folder.log"), str(secret)]
+    prefix = NO_DAC if os.geteuid() == 0 and shutil.which("setpriv") else []
+    done = subprocess.run(
+        [*prefix, sys.executable, "-m", "bot", *args, "--db", str(db)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 1, done.stderr  # partly done: scripts can tell
+    assert f"warning: skipped {tmp_path / 'gone.log'}: no such file" in done.stderr
+    assert f"warning: skipped {tmp_path / 'folder.log'}: Is a directory" in done.stderr
+    if prefix or os.geteuid() != 0:
+        assert f"warning: skipped {secret}: permission denied" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Indexed 10 new lines" in done.stdout
+    (story,) = why_from_store(Store(db), "ops@slow.example.net", None).deliveries
+    assert story.status == "bounced"
+    only_bad = subprocess.run(
+        [sys.executable, "-m", "bot", "ingest", str(tmp_path / "gone.log"), "--db", str(db)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert only_bad.returncode == 2 and "Traceback" not in only_bad.stderr
+
+
+def test_follow_waits_for_a_vanished_file_and_reads_it_when_it_comes_back(tmp_path):
+    lines = list(generate(30, seed=5))
+    live = tmp_path / "mail.log"
+    live.write_text("\n".join(lines[:10]) + "\n")
+    store = Store(tmp_path / "i.db")
+    follow_paths(store, [str(live)], "mail", rounds=1)
+    live.unlink()  # the log is gone (a botched rotation, an unmounted disk)
+    stats = follow_paths(store, [str(live)], "mail", interval=0.05, rounds=3)
+    assert stats.lines == 0
+    live.write_text("\n".join(lines[10:30]) + "\n")  # a new file: read from its first line
+    follow_paths(store, [str(live)], "mail", rounds=1)
+    assert store.counts()["attempts"] == 6  # one status line per 5 lines, each indexed once

@@ -35,20 +35,31 @@ def catch_up(store: Store, path: Path, source: str, stats: IngestStats) -> None:
     try:
         current = os.stat(path)
     except FileNotFoundError:
-        return  # between a rename and the new file's creation: try again next round
+        # Renamed, and its successor not created yet; or deleted. Finish a renamed file now, and
+        # forget the position either way: whatever appears at this path next is a new file, even
+        # if the file system hands it the old inode number (tmpfs and ext4 reuse them at once).
+        if saved is not None and saved.inode:
+            old = _renamed_to(path, saved.inode)
+            if old is not None:
+                finish_renamed(store, old, key, source, stats)
+            _restart(store, key, inode=0)
+        return
     if saved is not None and saved.inode != current.st_ino:
         old = _renamed_to(path, saved.inode)
         if old is not None:
             finish_renamed(store, old, key, source, stats)
-        store.db["positions"].upsert(
-            {"path": key, "inode": current.st_ino, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
-        )
+        _restart(store, key, current.st_ino)
     elif saved is not None and current.st_size < saved.offset:
         # copytruncate: the same inode, cut back to zero: its new lines start at line 1
-        store.db["positions"].upsert(
-            {"path": key, "inode": current.st_ino, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
-        )
+        _restart(store, key, current.st_ino)
     ingest_file(store, path, source, stats)
+
+
+def _restart(store: Store, key: str, inode: int) -> None:
+    """The file at `key` is new (or was cut back): read it from its first line."""
+    store.db["positions"].upsert(
+        {"path": key, "inode": inode, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
+    )
 
 
 def finish_renamed(store: Store, old: Path, key: str, source: str, stats: IngestStats) -> None:
