@@ -397,8 +397,10 @@ def doctor(online: bool, fmt: str) -> None:
         from rich.markup import escape
 
         for item in findings:
-            console.print(f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
-                          f"{escape(item.detail)}" + (f"\n    [dim]fix: {escape(item.fix)}[/dim]" if item.fix else ""))
+            console.print(
+                f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
+                f"{escape(item.detail)}" + (f"\n    [dim]fix: {escape(item.fix)}[/dim]" if item.fix else "")
+            )
     sys.exit(1 if any(f.state == FAIL for f in findings) else 0)
 
 
