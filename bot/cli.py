@@ -152,11 +152,14 @@ def _emit(report, fmt: str, verbose: bool, stats: bool, several: bool) -> None:
 
         click.echo(render_markdown(report))
     else:
+        from rich.markup import escape
+
+        from bot.render.common import printable
         from bot.render.text import print_report
 
         console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
         if several:
-            console.rule(report.input)
+            console.rule(printable(escape(report.input)))  # a file name is text from outside too
         print_report(report, console, verbose=verbose)
     if stats:
         _print_stats(report)

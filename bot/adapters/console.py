@@ -15,6 +15,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 
 from bot.conversation import Context, Conversation, Reply
+from bot.render.common import printable
 from bot.render.text import print_report
 
 PROMPT = "whyfailed> "
@@ -33,7 +34,7 @@ def render_reply(reply: Reply | None, console: Console) -> None:
         if others:
             console.print("[dim]Also: " + ", ".join(escape(a.id) for a in others) + "[/dim]")
     else:
-        console.print(escape(reply.text))
+        console.print(escape(printable(reply.text)))  # a notice may quote what was typed or pasted
 
 
 def _messages(stream: TextIO, console: Console, interactive: bool):
