@@ -373,7 +373,7 @@ def _ingest_named(args, db_path: str, source: str | None, keep, follow: bool, in
     "--log", "logs", multiple=True, metavar="PATH", help="Logs /whyfailed ADDRESS scans when there is no index."
 )
 def chat(db_path: str | None, logs: tuple[str, ...]) -> None:
-    """Talk to the bot in this terminal: paste a log (end with an empty line), /whyfailed ADDRESS,
+    """Talk to the bot in this terminal: paste a log (end with an empty line, or Ctrl-D), /whyfailed ADDRESS,
     /kb QUERY, /help, /quit. The same answers as in Slack or Discord, with no tokens and no network."""
     from bot.adapters.console import run_console
     from bot.conversation import Conversation

@@ -83,10 +83,12 @@ def test_oversized_paste_is_cut_with_a_note(tmp_path):
 
 def test_console_chat_from_a_pipe(run_cli):
     paste = (FIXTURES / "session" / "incoming-unknown-user.log").read_bytes()
-    stdin = b"hello\n\n" + paste + b"\n/kb greylisting\n/whyfailed ops@slow.example.net\n/quit\n"
+    stdin = b"/help\nhello\n\n" + paste + b"\n/kb greylisting\n/whyfailed ops@slow.example.net\n/quit\n"
     done = run_cli("chat", "--log", str(LOG), stdin=stdin)
     out = done.stdout.decode()
     assert done.returncode == 0, done.stderr
+    for command in ("/whyfailed ADDRESS", "/kb QUERY", "/help", "/quit", "Ctrl-D"):
+        assert command in out, command
     assert "does not look like a mail log" in out
     assert "unknown_user@example.com" in out and "unknown-user" in out
     assert "greylisting" in out.lower()
@@ -150,6 +152,32 @@ def test_console_chat_interactive_in_a_real_terminal():
     assert code == 0
 
 
+def test_a_paste_ended_by_an_empty_line_is_diagnosed_in_a_real_terminal():
+    terminal = Terminal()
+    try:
+        terminal.read_until(b"whyfailed>")
+        terminal.type(LOG.read_bytes() + b"\n")
+        terminal.read_until(b"mailbox-full")
+        terminal.read_until(b"whyfailed>")  # and it asks for the next one
+        terminal.type(b"/quit\n")
+    finally:
+        code = terminal.close()
+    assert code == 0
+
+
+def test_ctrl_d_after_a_paste_diagnoses_it_and_ends_the_session():
+    terminal = Terminal()
+    try:
+        terminal.read_until(b"whyfailed>")
+        terminal.type(LOG.read_bytes())
+        os.write(terminal.main, b"\x04")  # Ctrl-D at the start of a line: end of input
+        terminal.read_until(b"mailbox-full")
+    finally:
+        code = terminal.close()
+    assert code == 0
+    assert b"Traceback" not in terminal.screen
+
+
 def test_console_chat_shows_control_sequences_from_a_log_without_obeying_them():
     terminal = Terminal(echo=False)
     try:
@@ -172,6 +200,22 @@ def test_console_chat_from_a_pipe_shows_control_sequences_without_obeying_them(r
     assert done.returncode == 0, done.stderr
     assert b"\x1b" not in out and b"\x07" not in out and b"\r" not in out and "\u009b".encode() not in out
     assert b"mailbox-full" in out and b"\\x1b[2J" in out
+
+
+def test_a_paste_longer_than_max_paste_bytes_is_cut_with_a_notice_and_the_session_goes_on(run_cli):
+    # 1.5 MB and no empty line until the end: read, at most max_paste_bytes of it kept, the rest dropped
+    filler = b"Nov 27 08:00:01 mx1 postfix/qmgr[980]: 7A1B2C3D4E: from=<anna@example.com>, size=2210, nrcpt=2\n"
+    paste = LOG.read_bytes() + filler * (1_500_000 // len(filler))
+    done = run_cli("chat", stdin=paste + b"\n/kb greylisting\n")
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr
+    assert "that paste is longer than 1000 kB; only its first 1000 kB were read" in out
+    assert "mailbox-full" in out  # what was kept is diagnosed
+    assert "greylisting" in out.lower()  # and the next message is read as usual
+    # one line with no newline at all: bounded too, and nothing to diagnose in it
+    done = run_cli("chat", stdin=b"x" * 3_000_000, env={"WHYFAILED_MAX_PASTE_BYTES": "100000"})
+    assert done.returncode == 0, done.stderr
+    assert b"only its first 100 kB were read" in done.stdout
 
 
 def test_kb_search_from_several_threads():
