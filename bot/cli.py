@@ -413,7 +413,8 @@ def doctor(online: bool, fmt: str) -> None:
     "--format", "-f", "fmt", type=click.Choice(("text", "markdown", "json")), default="text", show_default=True
 )
 def kb(query: str | None, fmt: str) -> None:
-    """List the knowledge base, or show the article whose id or title matches QUERY."""
+    """List the knowledge base, or search it and show the best match for QUERY: words
+    ("mailbox full"), a reply or enhanced code (5.2.2) or an article id."""
     from bot.knowledge import load_articles
 
     articles = load_articles()

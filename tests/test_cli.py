@@ -155,6 +155,16 @@ def test_a_50_megabyte_file_is_read_up_to_the_limit(run_cli, tmp_path):
     assert report["deliveries"]
 
 
+@pytest.mark.parametrize("query", ["5.2.2", "mailbox full"])
+def test_kb_searches_codes_and_words(run_cli, query):
+    # neither is an article id: both go through the full-text search
+    done = run_cli("kb", query, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["id"] == "mailbox-full"
+    shown = run_cli("kb", query)
+    assert shown.returncode == 0 and "The recipient's mailbox is full" in shown.stdout.decode()
+
+
 def test_kb_lists_and_shows_articles(run_cli):
     listing = run_cli("kb")
     assert listing.returncode == 0 and b"unknown-user" in listing.stdout
