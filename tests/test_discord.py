@@ -247,6 +247,26 @@ def test_an_attachment_with_nul_bytes_is_not_text(tmp_path):
     run(scenario())
 
 
+def test_attachments_are_read_no_further_than_max_paste_bytes(tmp_path):
+    async def scenario():
+        # the CDN keeps sending the first file for as long as anyone reads: only a bounded read ends
+        async with discord_bot(tmp_path, max_paste_bytes=20_000) as (bot, fake):
+            data = LOG.read_bytes()
+            endless = attachment(fake.base, "mail.log", data)
+            second = attachment(fake.base, "mail.log.1", data)
+            fake.attachments |= {endless["id"]: data, second["id"]: data}
+            fake.endless.add(endless["id"])
+            await deliver(bot, "MESSAGE_CREATE", message("", attachments=[endless, second]))
+            [reply] = sent_messages(fake)
+            assert_safe(reply)
+            assert "mail.log.1 was not read: I read at most 20,000 bytes of one message" in reply.json["content"]
+            assert "mailbox-full" in json.dumps(reply.json["embeds"])
+            assert "Only the first 20 kB were read" in reply.json["embeds"][-1]["footer"]["text"]
+            assert not [c for c in fake.calls if second["id"] in c.path]  # nothing left for it to add
+
+    run(scenario())
+
+
 def test_a_direct_message_gets_a_reply(tmp_path):
     async def scenario():
         async with discord_bot(tmp_path) as (bot, fake):

@@ -15,6 +15,7 @@ import re
 import sqlite3
 import time
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -60,6 +61,7 @@ class DiscordBot(discord.Client):
         super().__init__(intents=intents, allowed_mentions=NO_PINGS)
         self.settings, self.options = settings, options
         self.conversation = conversation or Conversation(settings, audit=store_audit(settings.db))
+        self.cdn: aiohttp.ClientSession | None = None  # attachment downloads, read in bounded chunks
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
         register_commands(self)
@@ -68,6 +70,11 @@ class DiscordBot(discord.Client):
         self.add_dynamic_items(FeedbackButton)  # buttons keep working across restarts
         if self.options.sync_commands:
             await self.sync_commands()
+
+    async def close(self) -> None:
+        if self.cdn is not None:
+            await self.cdn.close()
+        await super().close()
 
     async def sync_commands(self) -> None:
         """Guild registration shows at once (handy while setting up); global takes effect everywhere."""
@@ -129,10 +136,14 @@ class DiscordBot(discord.Client):
         await self.send_report(message, rendered)
 
     async def gather(self, message: discord.Message) -> tuple[str, str, list[str]]:
-        """The message's text and its text attachments, as pasted; and what could not be read."""
+        """The message's text and its text attachments, as pasted; and what could not be read.
+
+        The core reads at most max_paste_bytes of a message, so no more than that (and one byte,
+        to know it was cut) is downloaded across all its attachments."""
         parts = [message_text(message.content or "", self.user.id if self.user else None)]
         names, problems = [], []
         limit = self.options.max_attachment_bytes
+        room = self.settings.max_paste_bytes - len(parts[0].encode("utf-8", "replace"))
         for attachment in message.attachments[:MAX_ATTACHMENTS]:
             content_type = (attachment.content_type or "").split(";")[0]
             if not (
@@ -147,18 +158,37 @@ class DiscordBot(discord.Client):
                     f"{_size(limit)}. Attach or paste the relevant lines."
                 )
                 continue
+            if room <= 0:
+                most = _size(self.settings.max_paste_bytes)
+                problems.append(f"{attachment.filename} was not read: I read at most {most} of one message.")
+                continue
             try:
-                data = await asyncio.wait_for(attachment.read(), timeout=30)
-            except (TimeoutError, discord.HTTPException, OSError) as error:
+                data = await asyncio.wait_for(self.download(attachment.url, min(limit, room)), timeout=30)
+            except (TimeoutError, aiohttp.ClientError, OSError) as error:
                 log.warning("could not read attachment %s: %r", attachment.id, error)
                 problems.append(f"I could not download {attachment.filename}.")
                 continue
             if b"\x00" in data[:8192]:
                 problems.append(f"{attachment.filename} is not text.")
                 continue
+            room -= len(data) + 1
             parts.append(data.decode("utf-8", "replace"))
             names.append(attachment.filename)
         return "\n".join(p for p in parts if p.strip()), ", ".join(names) or "message", problems
+
+    async def download(self, url: str, cap: int) -> bytes:
+        """At most cap + 1 bytes from Discord's CDN, read as they come: what Discord says a file
+        weighs is not what its CDN may send, and the rest would be thrown away anyway."""
+        if self.cdn is None or self.cdn.closed:
+            self.cdn = aiohttp.ClientSession()
+        data = bytearray()
+        async with self.cdn.get(url) as response:
+            response.raise_for_status()
+            while len(data) <= cap and (chunk := await response.content.read(cap + 1 - len(data))):
+                data += chunk
+            if len(data) > cap:
+                response.close()  # hang up rather than drain the rest
+        return bytes(data)
 
     async def send_report(self, message: discord.Message, rendered: DiscordReply) -> None:
         """Short answers as a reply; long ones in a thread on the message, or the thread it is in."""
@@ -208,12 +238,9 @@ class DiscordBot(discord.Client):
         # decided before deferring: the "thinking" message's visibility is the answer's visibility
         ephemeral = not (public and self.conversation.may_query(context))
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        if arguments.split(" ", 1)[0] in ("kb", "help"):
-            # quick, and on the loop's own thread: kbsearch keeps one in-memory SQLite connection,
-            # which SQLite lets only the thread that opened it use (an executor has several)
-            reply = self.conversation.on_command(arguments, context)
-        else:  # an address: may scan logs, so off the loop, where it cannot stall the heartbeat
-            reply = await asyncio.to_thread(self.conversation.on_command, arguments, context)
+        # off the loop, where it cannot stall the heartbeat: an address may scan logs, and the first
+        # kb search builds its index (kbsearch's one connection is shared across threads, under a lock)
+        reply = await asyncio.to_thread(self.conversation.on_command, arguments, context)
         if reply.kind in ("refusal", "notice", "help"):
             ephemeral = True
         await self.follow_up(interaction, reply, ephemeral)
