@@ -482,25 +482,26 @@ def test_the_context_menu_diagnoses_any_message_for_the_asker_alone(tmp_path):
     run(scenario())
 
 
-def test_the_feedback_button_stores_a_row_with_the_diagnosis_id(tmp_path):
+def test_the_feedback_button_stores_a_row_per_diagnosis_id_of_the_answer(tmp_path):
+    paste = LOG.read_text() + (FIXTURES / "postfix" / "mx-not-found.log").read_text()
+
     async def scenario():
         async with discord_bot(tmp_path) as (bot, fake):
-            await deliver(bot, "MESSAGE_CREATE", message(LOG.read_text()))
+            await deliver(bot, "MESSAGE_CREATE", message(paste))
             [reply] = sent_messages(fake)
             sent = reply.response  # the message as Discord stored it, buttons and all
             not_helpful = reply.json["components"][0]["components"][1]["custom_id"]
+            assert not_helpful == "whyfailed:fb:0:mailbox-full,dns-mx-failure"  # the failing ones, not "delivered"
             await deliver(bot, "INTERACTION_CREATE", button_click(sent, not_helpful))
             [thanks] = fake.posted("/callback")
             assert thanks.json["type"] == 4 and thanks.json["data"]["flags"] == EPHEMERAL
             assert thanks.json["data"]["content"].startswith("Thanks")
-        [row] = Store(tmp_path / "whyfailed.db").db["feedback"].rows
-        assert (row["surface"], row["diagnosis"], row["helpful"], row["user"]) == (
-            "discord",
-            "mailbox-full",
-            0,
-            str(ALICE),
-        )
-        assert row["message_id"] == sent["id"]
+        rows = list(Store(tmp_path / "whyfailed.db").db["feedback"].rows)
+        assert [(r["surface"], r["diagnosis"], r["helpful"], r["user"]) for r in rows] == [
+            ("discord", "mailbox-full", 0, str(ALICE)),
+            ("discord", "dns-mx-failure", 0, str(ALICE)),
+        ]
+        assert {r["message_id"] for r in rows} == {sent["id"]}
 
     run(scenario())
 

@@ -315,8 +315,9 @@ def register_commands(bot: DiscordBot) -> None:
 class FeedbackButton(
     discord.ui.DynamicItem[discord.ui.Button], template=r"whyfailed:fb:(?P<helpful>[01]):(?P<ids>[a-z0-9,-]{0,80})"
 ):
-    """Helpful / Not helpful. The diagnosis ids ride in the custom_id, so a click is understood
-    even after a restart, and nothing about the report has to be kept in memory."""
+    """Helpful / Not helpful, one pair per answer: a vote on the answer as a whole, so it counts
+    for each distinct diagnosis the answer gave (one feedback row per diagnosis id). The ids ride
+    in the custom_id, so a click is understood even after a restart, with nothing kept in memory."""
 
     def __init__(self, helpful: bool, ids: str):
         style = discord.ButtonStyle.success if helpful else discord.ButtonStyle.secondary
@@ -335,11 +336,10 @@ class FeedbackButton(
                 "user": str(interaction.user.id),
                 "channel": str(_channel_id(interaction.channel)),
                 "guild": str(interaction.guild_id) if interaction.guild_id else None,
-                "diagnosis": self.ids,
                 "helpful": self.helpful,
                 "message_id": str(interaction.message.id) if interaction.message else None,
             }
-            await asyncio.to_thread(save_feedback, client.settings.db, **row)
+            await asyncio.to_thread(save_feedback, client.settings.db, self.ids.split(","), **row)
             thanks = "Thanks, noted as helpful." if self.helpful else "Thanks, noted as not helpful."
             await interaction.response.send_message(thanks, ephemeral=True, allowed_mentions=NO_PINGS)
         except Exception as error:
@@ -361,12 +361,15 @@ def feedback_view(diagnoses: list[str]) -> discord.ui.View | None:
     return view
 
 
-def save_feedback(db_path: str, **row) -> None:
-    """One row per click, in the `feedback` table beside the index."""
+def save_feedback(db_path: str, diagnoses: list[str], **row) -> None:
+    """One row per diagnosis id of the click, in the `feedback` table beside the index: counting
+    the rows of one id then counts the votes on answers that gave it."""
     from bot.store import Store
 
+    now = time.time()
+    rows = [{"time": now, "surface": "discord", "diagnosis": item, **row} for item in diagnoses if item]
     try:
-        Store(db_path).db["feedback"].insert({"time": time.time(), "surface": "discord", **row}, alter=True)
+        Store(db_path).db["feedback"].insert_all(rows, alter=True)
     except sqlite3.Error as error:  # a full disk should not turn a thank-you into an apology
         log.error("could not store feedback: %s", error)
 
