@@ -15,10 +15,10 @@ import re
 import sqlite3
 import time
 
-import aiohttp
 import discord
 from discord import app_commands
 
+from bot.adapters.discord_files import AttachmentReader
 from bot.adapters.discord_settings import DiscordSettings
 from bot.conversation import Context, Conversation, Reply, store_audit
 from bot.render.discord import REPORT_FILE, DiscordReply, render_notice, render_reply, safe
@@ -38,8 +38,6 @@ INTENT_HELP = (
     "Discord Developer Portal, open your application > Bot > Privileged Gateway Intents, turn on "
     "MESSAGE CONTENT INTENT, save, and start the bot again."
 )
-TEXT_FILE = re.compile(r".*\.(log|txt|eml)(\.\d{1,3})?", re.IGNORECASE)  # mail.log.1 too
-MAX_ATTACHMENTS = 10  # Discord's own cap per message
 HANDLED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # an opening fence with its language tag (```log), or a bare fence: Discord's, not the log's
 _FENCE = re.compile(r"```(?:[A-Za-z0-9_+.-]{1,20}[ \t]*\n)?")
@@ -61,7 +59,7 @@ class DiscordBot(discord.Client):
         super().__init__(intents=intents, allowed_mentions=NO_PINGS)
         self.settings, self.options = settings, options
         self.conversation = conversation or Conversation(settings, audit=store_audit(settings.db))
-        self.cdn: aiohttp.ClientSession | None = None  # attachment downloads, read in bounded chunks
+        self.files = AttachmentReader(options.max_attachment_bytes, settings.max_paste_bytes)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
         register_commands(self)
@@ -72,8 +70,7 @@ class DiscordBot(discord.Client):
             await self.sync_commands()
 
     async def close(self) -> None:
-        if self.cdn is not None:
-            await self.cdn.close()
+        await self.files.close()
         await super().close()
 
     async def sync_commands(self) -> None:
@@ -136,59 +133,10 @@ class DiscordBot(discord.Client):
         await self.send_report(message, rendered)
 
     async def gather(self, message: discord.Message) -> tuple[str, str, list[str]]:
-        """The message's text and its text attachments, as pasted; and what could not be read.
-
-        The core reads at most max_paste_bytes of a message, so no more than that (and one byte,
-        to know it was cut) is downloaded across all its attachments."""
-        parts = [message_text(message.content or "", self.user.id if self.user else None)]
-        names, problems = [], []
-        limit = self.options.max_attachment_bytes
-        room = self.settings.max_paste_bytes - len(parts[0].encode("utf-8", "replace"))
-        for attachment in message.attachments[:MAX_ATTACHMENTS]:
-            content_type = (attachment.content_type or "").split(";")[0]
-            if not (
-                TEXT_FILE.fullmatch(attachment.filename)
-                or content_type.startswith("text/")
-                or content_type == "message/rfc822"
-            ):
-                continue  # images, archives, PDFs: not ours to read
-            if attachment.size > limit:
-                problems.append(
-                    f"{attachment.filename} is {_size(attachment.size)}; I read files up to "
-                    f"{_size(limit)}. Attach or paste the relevant lines."
-                )
-                continue
-            if room <= 0:
-                most = _size(self.settings.max_paste_bytes)
-                problems.append(f"{attachment.filename} was not read: I read at most {most} of one message.")
-                continue
-            try:
-                data = await asyncio.wait_for(self.download(attachment.url, min(limit, room)), timeout=30)
-            except (TimeoutError, aiohttp.ClientError, OSError) as error:
-                log.warning("could not read attachment %s: %r", attachment.id, error)
-                problems.append(f"I could not download {attachment.filename}.")
-                continue
-            if b"\x00" in data[:8192]:
-                problems.append(f"{attachment.filename} is not text.")
-                continue
-            room -= len(data) + 1
-            parts.append(data.decode("utf-8", "replace"))
-            names.append(attachment.filename)
-        return "\n".join(p for p in parts if p.strip()), ", ".join(names) or "message", problems
-
-    async def download(self, url: str, cap: int) -> bytes:
-        """At most cap + 1 bytes from Discord's CDN, read as they come: what Discord says a file
-        weighs is not what its CDN may send, and the rest would be thrown away anyway."""
-        if self.cdn is None or self.cdn.closed:
-            self.cdn = aiohttp.ClientSession()
-        data = bytearray()
-        async with self.cdn.get(url) as response:
-            response.raise_for_status()
-            while len(data) <= cap and (chunk := await response.content.read(cap + 1 - len(data))):
-                data += chunk
-            if len(data) > cap:
-                response.close()  # hang up rather than drain the rest
-        return bytes(data)
+        """The message's text and its text attachments, as pasted; and what could not be read."""
+        text = message_text(message.content or "", self.user.id if self.user else None)
+        texts, names, problems = await self.files.read(message.attachments, len(text.encode("utf-8", "replace")))
+        return "\n".join(p for p in (text, *texts) if p.strip()), ", ".join(names) or "message", problems
 
     async def send_report(self, message: discord.Message, rendered: DiscordReply) -> None:
         """Short answers as a reply; long ones in a thread on the message, or the thread it is in."""
@@ -382,10 +330,6 @@ def _channel_id(channel) -> int | None:
     if channel is None:
         return None
     return getattr(channel, "parent_id", None) or channel.id
-
-
-def _size(count: int) -> str:
-    return f"{count / 1_000_000:.1f} MB" if count >= 1_000_000 else f"{count:,} bytes"
 
 
 def _report_file(rendered: DiscordReply) -> list[discord.File]:
