@@ -103,9 +103,9 @@ def diagnose(
         reports.append(report)
         _emit(report, fmt, verbose, stats, several=len(paths) > 1)
     if fmt == "json" and len(paths) > 1:
-        from bot.render.json import report_to_dict
+        from bot.render.json import dumps, report_to_dict
 
-        click.echo(json.dumps([report_to_dict(r) for r in reports], indent=2, ensure_ascii=False))
+        click.echo(dumps([report_to_dict(r) for r in reports], indent=2))
     sys.exit(EXIT_USAGE if errors else EXIT_OK)
 
 
@@ -143,9 +143,9 @@ def _emit(report, fmt: str, verbose: bool, stats: bool, several: bool) -> None:
             click.echo(render_json(report))
         return
     if fmt == "jsonl":
-        from bot.render.json import report_to_dict
+        from bot.render.json import dumps, report_to_dict
 
-        click.echo(json.dumps(report_to_dict(report), ensure_ascii=False))
+        click.echo(dumps(report_to_dict(report)))
         return
     if fmt == "markdown":
         from bot.render.markdown import render_markdown

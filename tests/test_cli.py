@@ -192,6 +192,15 @@ def test_terminal_control_sequences_in_a_log_are_shown_not_obeyed_by_diagnose(ru
     assert "mystery line \\x1b]0;owned\\x07\\x9b31m" in out  # the line not understood, too
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_escapes_every_control_character_and_keeps_the_data(run_cli, fmt):
+    done = run_cli("diagnose", "-", "--format", fmt, stdin=hostile_log())
+    assert done.returncode == 0, done.stderr
+    assert b"\x1b" not in done.stdout and b"\x07" not in done.stdout and "\u009b".encode() not in done.stdout
+    report = json.loads(done.stdout)
+    assert report["unparsed"][0]["text"] == "mystery line \x1b]0;owned\x07\u009b31m"  # the same text, escaped
+
+
 def test_terminal_control_sequences_in_a_log_are_shown_not_obeyed_by_why(run_cli, tmp_path):
     log = tmp_path / "mail.log"
     log.write_bytes(hostile_log())
