@@ -59,7 +59,7 @@ def _messages(stream: TextIO, console: Console, interactive: bool, limit: int) -
 
     Reads are bounded: a paste keeps at most `limit` characters and the rest of it, up to the
     empty line, is read and dropped, so a pipe with no blank line (or no newline) cannot fill
-    memory. `limit` counts characters, which is within a few times max_paste_bytes' bytes."""
+    memory. `limit` is max_paste_bytes counted in characters; the core cuts to bytes again."""
     block: list[str] = []
     size, cut, partial = 0, False, False  # partial: the last read ended inside a long line
     while True:
