@@ -104,9 +104,9 @@ def diagnose(
         reports.append(report)
         _emit(report, fmt, verbose, stats, several=len(paths) > 1)
     if fmt == "json" and len(paths) > 1:
-        from bot.render.json import report_to_dict
+        from bot.render.json import dumps, report_to_dict
 
-        click.echo(json.dumps([report_to_dict(r) for r in reports], indent=2, ensure_ascii=False))
+        click.echo(dumps([report_to_dict(r) for r in reports], indent=2))
     sys.exit(EXIT_USAGE if errors else EXIT_OK)
 
 
@@ -144,20 +144,23 @@ def _emit(report, fmt: str, verbose: bool, stats: bool, several: bool) -> None:
             click.echo(render_json(report))
         return
     if fmt == "jsonl":
-        from bot.render.json import report_to_dict
+        from bot.render.json import dumps, report_to_dict
 
-        click.echo(json.dumps(report_to_dict(report), ensure_ascii=False))
+        click.echo(dumps(report_to_dict(report)))
         return
     if fmt == "markdown":
         from bot.render.markdown import render_markdown
 
         click.echo(render_markdown(report))
     else:
+        from rich.markup import escape
+
+        from bot.render.common import printable
         from bot.render.text import print_report
 
         console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
         if several:
-            console.rule(report.input)
+            console.rule(printable(escape(report.input)))  # a file name is text from outside too
         print_report(report, console, verbose=verbose)
     if stats:
         _print_stats(report)
@@ -374,7 +377,7 @@ def _ingest_named(args, db_path: str, source: str | None, keep, follow: bool, in
     "--log", "logs", multiple=True, metavar="PATH", help="Logs /whyfailed ADDRESS scans when there is no index."
 )
 def chat(db_path: str | None, logs: tuple[str, ...]) -> None:
-    """Talk to the bot in this terminal: paste a log (end with an empty line), /whyfailed ADDRESS,
+    """Talk to the bot in this terminal: paste a log (end with an empty line, or Ctrl-D), /whyfailed ADDRESS,
     /kb QUERY, /help, /quit. The same answers as in Slack or Discord, with no tokens and no network."""
     from bot.adapters.console import run_console
     from bot.conversation import Conversation
@@ -414,7 +417,8 @@ def doctor(online: bool, fmt: str) -> None:
     "--format", "-f", "fmt", type=click.Choice(("text", "markdown", "json")), default="text", show_default=True
 )
 def kb(query: str | None, fmt: str) -> None:
-    """List the knowledge base, or show the article whose id or title matches QUERY."""
+    """List the knowledge base, or search it and show the best match for QUERY: words
+    ("mailbox full"), a reply or enhanced code (5.2.2) or an article id."""
     from bot.knowledge import load_articles
 
     articles = load_articles()

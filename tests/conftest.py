@@ -11,6 +11,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
 
+# What an attacker's SMTP server can put in its reply, and so in our logs: clear the screen (CSI)
+# and retitle the terminal (OSC, ended by BEL)
+CLEAR, RETITLE = b"\x1b[2J", b"\x1b]0;owned\x07"
+
+
+def hostile_log() -> bytes:
+    """deferred-then-bounced.log with terminal control sequences in the remote server's reply,
+    and a line of them that no grammar reads (so it is listed as not understood)."""
+    data = (FIXTURES / "postfix" / "deferred-then-bounced.log").read_bytes()
+    data = data.replace(b"Mailbox full, quota exceeded", b"Mailbox full" + CLEAR + b" quota " + RETITLE + b" exceeded")
+    return data + b"mystery line " + RETITLE + "\u009b31m\r".encode() + b"\n"  # C1 CSI, a lone CR
+
+
 def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_text(encoding="utf-8")
 

@@ -4,6 +4,8 @@
   serving attachments, and a gateway WebSocket (HELLO, IDENTIFY, READY, GUILD_CREATE,
   dispatches, heartbeats, zlib-stream compression, close code 4014 for refused intents). It
   records every call.
+  `fail_next` makes the next matching call fail the way Discord fails it (403 Missing
+  Permissions, 400 Invalid Form Body...), so error paths run for real.
 - Payload builders: users, guilds, messages and interactions as Discord sends them.
 - `embed_problems`: Discord's embed limits, as Discord enforces them.
 """
@@ -23,6 +25,7 @@ TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
 NOW = "2026-11-27T12:00:00.000000+00:00"
 GUILD, HELP, GENERAL, APP = 900000000000000001, 900000000000000010, 900000000000000011, 900000000000000100
 BOT, ALICE, BOB = 900000000000000200, 900000000000000201, 900000000000000202
+DM = 900000000000000020  # alice's direct-message channel with the bot
 ADMINS, BOT_ROLE = 900000000000000300, 900000000000000301
 MESSAGE_CONTENT = 1 << 15
 _ids = itertools.count(910000000000000000)
@@ -40,6 +43,7 @@ class Call:
     files: dict[str, bytes] = field(default_factory=dict)
     query: dict = field(default_factory=dict)
     response: dict | list | None = None  # what the double answered: the message as Discord stored it
+    status: int = 200
 
 
 # --- payloads, as Discord sends them -----------------------------------------------------------
@@ -135,6 +139,31 @@ def attachment(base: str, name: str, data: bytes, content_type: str | None = "te
     return found
 
 
+def thread_channel(tid: int, parent: int, name: str = "my mail bounces", owner: int = ALICE, archive=1440) -> dict:
+    meta = {"archived": False, "auto_archive_duration": archive, "archive_timestamp": NOW, "locked": False}
+    return {
+        "id": str(tid),
+        "guild_id": str(GUILD),
+        "parent_id": str(parent),
+        "owner_id": str(owner),
+        "name": name,
+        "type": 11,
+        "thread_metadata": meta,
+        "message_count": 0,
+        "member_count": 1,
+        "rate_limit_per_user": 0,
+        "flags": 0,
+        "last_message_id": None,
+    }
+
+
+def direct_message(content: str, author: tuple = (ALICE, "alice"), **extra) -> dict:
+    """A DM, as the gateway sends it: no guild_id, no member."""
+    sent = message(content, DM, author, **extra)
+    del sent["guild_id"], sent["member"]
+    return sent
+
+
 def message(content: str, channel: int = HELP, author: tuple = (ALICE, "alice"), roles=(), **extra) -> dict:
     mentions = extra.pop("mentions", [])
     return {
@@ -160,7 +189,9 @@ def message(content: str, channel: int = HELP, author: tuple = (ALICE, "alice"),
     }
 
 
-def _interaction(kind: int, data: dict, who: tuple, roles=(), channel: int = HELP, **extra) -> dict:
+def _interaction(
+    kind: int, data: dict, who: tuple, roles=(), channel: int = HELP, channel_data: dict | None = None, **extra
+) -> dict:
     return {
         "id": snowflake(),
         "application_id": str(APP),
@@ -170,7 +201,7 @@ def _interaction(kind: int, data: dict, who: tuple, roles=(), channel: int = HEL
         "version": 1,
         "guild_id": str(GUILD),
         "channel_id": str(channel),
-        "channel": {**text_channel(channel, "help-mail" if channel == HELP else "general")},
+        "channel": channel_data or text_channel(channel, "help-mail" if channel == HELP else "general"),
         "member": member(who[0], who[1], roles),
         "app_permissions": "2248473465835073",
         "locale": "en-US",
@@ -183,11 +214,11 @@ def _interaction(kind: int, data: dict, who: tuple, roles=(), channel: int = HEL
     }
 
 
-def slash(sub: str, options: dict, who=(BOB, "bob"), roles=(), channel: int = GENERAL) -> dict:
+def slash(sub: str, options: dict, who=(BOB, "bob"), roles=(), channel: int = GENERAL, channel_data=None) -> dict:
     kinds = {str: 3, bool: 5}
     inner = [{"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items()]
     data = {"id": snowflake(), "name": "whyfailed", "type": 1, "options": [{"name": sub, "type": 1, "options": inner}]}
-    return _interaction(2, data, who, roles, channel)
+    return _interaction(2, data, who, roles, channel, channel_data)
 
 
 def context_menu(target: dict, who=(BOB, "bob")) -> dict:
@@ -248,6 +279,9 @@ class FakeDiscord:
     def __init__(self):
         self.calls: list[Call] = []
         self.attachments: dict[str, bytes] = {}
+        self.endless: set[str] = set()  # attachment ids whose data the CDN repeats until the client leaves
+        self.served: dict[str, int] = {}  # bytes the CDN wrote per attachment id
+        self.failures: list[tuple[str, int, dict]] = []
         self.refuse_intents = False
         self.identified: list[dict] = []
         self.dispatch_after_ready: list[tuple[str, dict]] = []
@@ -274,6 +308,13 @@ class FakeDiscord:
     @property
     def api(self) -> str:
         return f"{self.base}/api/v10"
+
+    def fail_next(self, fragment: str, status: int = 500, code: int = 0, message: str | None = None) -> None:
+        """The next REST call whose path holds FRAGMENT gets Discord's error answer instead.
+        (discord.py retries 500, 502 and 504 after a sleep: a 4xx is what fails at once.)"""
+        reasons = {400: "Invalid Form Body", 403: "Missing Permissions", 404: "Unknown Message"}
+        text = message or reasons.get(status, "500: Internal Server Error")
+        self.failures.append((fragment, status, {"message": text, "code": code}))
 
     def posted(self, fragment: str) -> list[Call]:
         return [c for c in self.calls if c.method == "POST" and fragment in c.path]
@@ -302,7 +343,13 @@ class FakeDiscord:
         self.calls.append(call)
         if request.headers.get("Authorization", "Bot " + TOKEN) != "Bot " + TOKEN:
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
-        answer = self._answer(call)
+        failure = next((f for f in self.failures if f[0] in path), None)
+        if failure is not None:
+            self.failures.remove(failure)
+            answer = _json(failure[2], status=failure[1])
+        else:
+            answer = self._answer(call)
+        call.status = answer.status
         call.response = json.loads(answer.body) if answer.body else None
         return answer
 
@@ -382,33 +429,28 @@ class FakeDiscord:
         return sent
 
     def _thread(self, parent: str, body: dict) -> dict:
-        meta = {
-            "archived": False,
-            "auto_archive_duration": body.get("auto_archive_duration", 1440),
-            "archive_timestamp": NOW,
-            "locked": False,
-        }
-        return {
-            "id": snowflake(),
-            "guild_id": str(GUILD),
-            "parent_id": parent,
-            "owner_id": str(BOT),
-            "name": body.get("name", ""),
-            "type": 11,
-            "thread_metadata": meta,
-            "message_count": 0,
-            "member_count": 1,
-            "rate_limit_per_user": 0,
-            "flags": 0,
-            "last_message_id": None,
-        }
+        archive = body.get("auto_archive_duration", 1440)
+        return thread_channel(int(snowflake()), int(parent), body.get("name", ""), BOT, archive)
 
-    async def cdn(self, request: web.Request) -> web.Response:
+    async def cdn(self, request: web.Request) -> web.StreamResponse:
         self.calls.append(Call("GET", request.path))
-        data = self.attachments.get(request.match_info["path"].split("/")[-2])  # {channel}/{id}/{name}
+        aid = request.match_info["path"].split("/")[-2]  # {channel}/{id}/{name}
+        data = self.attachments.get(aid)
         if data is None:
             return web.Response(status=404)
-        return web.Response(body=data, content_type="text/plain")
+        if aid not in self.endless:
+            self.served[aid] = len(data)
+            return web.Response(body=data, content_type="text/plain")
+        # a body that never ends: only a client that stops reading gets past it
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        self.served[aid] = 0
+        try:
+            while True:
+                await response.write(data)
+                self.served[aid] += len(data)
+        except (ConnectionError, RuntimeError):  # the client hung up
+            return response
 
     # --- gateway -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import pty
 import select
 import subprocess
 import sys
+import termios
 import time
 
 from bot.conversation import Context, Conversation, redact
@@ -15,7 +16,7 @@ from bot.kbsearch import search_articles
 from bot.settings import Settings
 from bot.store import Store
 
-from .conftest import FIXTURES, REPO
+from .conftest import CLEAR, FIXTURES, REPO, RETITLE, hostile_log
 
 SLACK = Context(surface="slack", user="U1", channel="C-ops")
 LOG = FIXTURES / "postfix" / "deferred-then-bounced.log"
@@ -82,53 +83,139 @@ def test_oversized_paste_is_cut_with_a_note(tmp_path):
 
 def test_console_chat_from_a_pipe(run_cli):
     paste = (FIXTURES / "session" / "incoming-unknown-user.log").read_bytes()
-    stdin = b"hello\n\n" + paste + b"\n/kb greylisting\n/whyfailed ops@slow.example.net\n/quit\n"
+    stdin = b"/help\nhello\n\n" + paste + b"\n/kb greylisting\n/whyfailed ops@slow.example.net\n/quit\n"
     done = run_cli("chat", "--log", str(LOG), stdin=stdin)
     out = done.stdout.decode()
     assert done.returncode == 0, done.stderr
+    for command in ("/whyfailed ADDRESS", "/kb QUERY", "/help", "/quit", "Ctrl-D"):
+        assert command in out, command
     assert "does not look like a mail log" in out
     assert "unknown_user@example.com" in out and "unknown-user" in out
     assert "greylisting" in out.lower()
     assert "ops@slow.example.net" in out and "mailbox-full" in out
 
 
-def test_console_chat_interactive_in_a_real_terminal():
-    main, secondary = pty.openpty()
-    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "chat", "--log", str(LOG)],
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-        cwd=REPO,
-        env=env,
-    )
-    os.close(secondary)
-    screen = b""
+class Terminal:
+    """`whyfailed chat` on a real pseudo-terminal, typed at the way a person would."""
 
-    def read_until(marker: bytes, seconds: float = 30) -> None:
-        nonlocal screen
+    def __init__(self, *args: str, echo: bool = True):
+        self.main, secondary = pty.openpty()
+        if not echo:  # the screen then holds only what whyfailed wrote, not the terminal's echo of the paste
+            attrs = termios.tcgetattr(secondary)
+            attrs[3] &= ~termios.ECHO
+            termios.tcsetattr(secondary, termios.TCSANOW, attrs)
+        env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "chat", "--log", str(LOG), *args],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            cwd=REPO,
+            env=env,
+        )
+        os.close(secondary)
+        self.screen = b""
+
+    def type(self, data: bytes) -> None:
+        for line in data.splitlines(keepends=True):  # a line at a time: a terminal's line buffer is 4 KiB
+            os.write(self.main, line)
+
+    def read_until(self, marker: bytes, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
-        while marker not in screen and time.monotonic() < deadline:
-            ready, _, _ = select.select([main], [], [], 0.2)
+        while marker not in self.screen and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.main], [], [], 0.2)
             if ready:
                 try:
-                    screen += os.read(main, 65536)
-                except OSError:
+                    self.screen += os.read(self.main, 65536)
+                except OSError:  # the other side closed: whyfailed has exited
                     break
-        assert marker in screen, screen[-2000:]
+        assert marker in self.screen, self.screen[-2000:]
 
+    def close(self) -> int:
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            os.close(self.main)
+
+
+def test_console_chat_interactive_in_a_real_terminal():
+    terminal = Terminal()
     try:
-        read_until(b"whyfailed>")
-        os.write(main, b"/whyfailed ops@slow.example.net\n")
-        read_until(b"mailbox-full")
-        os.write(main, b"/quit\n")
-        process.wait(timeout=30)
+        terminal.read_until(b"whyfailed>")
+        terminal.type(b"/whyfailed ops@slow.example.net\n")
+        terminal.read_until(b"mailbox-full")
+        terminal.type(b"/quit\n")
     finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(main)
-    assert process.returncode == 0
+        code = terminal.close()
+    assert code == 0
+
+
+def test_a_paste_ended_by_an_empty_line_is_diagnosed_in_a_real_terminal():
+    terminal = Terminal()
+    try:
+        terminal.read_until(b"whyfailed>")
+        terminal.type(LOG.read_bytes() + b"\n")
+        terminal.read_until(b"mailbox-full")
+        terminal.read_until(b"whyfailed>")  # and it asks for the next one
+        terminal.type(b"/quit\n")
+    finally:
+        code = terminal.close()
+    assert code == 0
+
+
+def test_ctrl_d_after_a_paste_diagnoses_it_and_ends_the_session():
+    terminal = Terminal()
+    try:
+        terminal.read_until(b"whyfailed>")
+        terminal.type(LOG.read_bytes())
+        os.write(terminal.main, b"\x04")  # Ctrl-D at the start of a line: end of input
+        terminal.read_until(b"mailbox-full")
+    finally:
+        code = terminal.close()
+    assert code == 0
+    assert b"Traceback" not in terminal.screen
+
+
+def test_console_chat_shows_control_sequences_from_a_log_without_obeying_them():
+    terminal = Terminal(echo=False)
+    try:
+        terminal.read_until(b"whyfailed>")
+        terminal.type(hostile_log() + b"\n")
+        terminal.read_until(b"mailbox-full")
+        terminal.type(b"/quit\n")
+    finally:
+        code = terminal.close()
+    assert code == 0
+    # rich colours the screen with its own escapes; none of the log's may be among them
+    assert CLEAR not in terminal.screen and RETITLE[:-1] not in terminal.screen and b"\x07" not in terminal.screen
+    assert "\u009b".encode() not in terminal.screen
+    assert b"\\x1b[2J" in terminal.screen and b"owned\\x07" in terminal.screen
+
+
+def test_console_chat_from_a_pipe_shows_control_sequences_without_obeying_them(run_cli):
+    done = run_cli("chat", stdin=hostile_log() + b"\n/whyfailed kb 5.2.2\n")
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert b"\x1b" not in out and b"\x07" not in out and b"\r" not in out and "\u009b".encode() not in out
+    assert b"mailbox-full" in out and b"\\x1b[2J" in out
+
+
+def test_a_paste_longer_than_max_paste_bytes_is_cut_with_a_notice_and_the_session_goes_on(run_cli):
+    # 1.5 MB and no empty line until the end: read, at most max_paste_bytes of it kept, the rest dropped
+    filler = b"Nov 27 08:00:01 mx1 postfix/qmgr[980]: 7A1B2C3D4E: from=<anna@example.com>, size=2210, nrcpt=2\n"
+    paste = LOG.read_bytes() + filler * (1_500_000 // len(filler))
+    done = run_cli("chat", stdin=paste + b"\n/kb greylisting\n")
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr
+    assert "that paste is longer than 1000 kB; only its first 1000 kB were read" in out
+    assert "mailbox-full" in out  # what was kept is diagnosed
+    assert "greylisting" in out.lower()  # and the next message is read as usual
+    # one line with no newline at all: bounded too, and nothing to diagnose in it
+    done = run_cli("chat", stdin=b"x" * 3_000_000, env={"WHYFAILED_MAX_PASTE_BYTES": "100000"})
+    assert done.returncode == 0, done.stderr
+    assert b"only its first 100 kB were read" in done.stdout
 
 
 def test_kb_search_from_several_threads():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import FIXTURES
+from .conftest import CLEAR, FIXTURES, hostile_log
 
 
 def test_text_output_names_recipient_step_diagnosis_and_evidence(run_cli):
@@ -155,6 +155,16 @@ def test_a_50_megabyte_file_is_read_up_to_the_limit(run_cli, tmp_path):
     assert report["deliveries"]
 
 
+@pytest.mark.parametrize("query", ["5.2.2", "mailbox full"])
+def test_kb_searches_codes_and_words(run_cli, query):
+    # neither is an article id: both go through the full-text search
+    done = run_cli("kb", query, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["id"] == "mailbox-full"
+    shown = run_cli("kb", query)
+    assert shown.returncode == 0 and "The recipient's mailbox is full" in shown.stdout.decode()
+
+
 def test_kb_lists_and_shows_articles(run_cli):
     listing = run_cli("kb")
     assert listing.returncode == 0 and b"unknown-user" in listing.stdout
@@ -162,3 +172,37 @@ def test_kb_lists_and_shows_articles(run_cli):
     assert b"## Next steps" in shown.stdout
     missing = run_cli("kb", "no-such-article-xyz")
     assert missing.returncode == 2
+
+
+def _assert_no_control_bytes(done) -> str:
+    """No ESC, BEL or C1 control from the log reached the terminal; the diagnosis still did."""
+    assert done.returncode == 0, done.stderr
+    for stream in (done.stdout, done.stderr):
+        assert b"\x1b" not in stream and b"\x07" not in stream and b"\r" not in stream, stream[-600:]
+        assert "\x9b" not in stream.decode()
+    out = done.stdout.decode()
+    assert "mailbox-full" in out
+    assert "\\x1b[2J" in out and "\\x1b]0;owned\\x07" in out  # shown, as escapes
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown"])
+def test_terminal_control_sequences_in_a_log_are_shown_not_obeyed_by_diagnose(run_cli, fmt):
+    out = _assert_no_control_bytes(run_cli("diagnose", "-", "--format", fmt, stdin=hostile_log()))
+    assert "mystery line \\x1b]0;owned\\x07\\x9b31m" in out  # the line not understood, too
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_escapes_every_control_character_and_keeps_the_data(run_cli, fmt):
+    done = run_cli("diagnose", "-", "--format", fmt, stdin=hostile_log())
+    assert done.returncode == 0, done.stderr
+    assert b"\x1b" not in done.stdout and b"\x07" not in done.stdout and "\u009b".encode() not in done.stdout
+    report = json.loads(done.stdout)
+    assert report["unparsed"][0]["text"] == "mystery line \x1b]0;owned\x07\u009b31m"  # the same text, escaped
+
+
+def test_terminal_control_sequences_in_a_log_are_shown_not_obeyed_by_why(run_cli, tmp_path):
+    log = tmp_path / "mail.log"
+    log.write_bytes(hostile_log())
+    _assert_no_control_bytes(run_cli("why", "ops@slow.example.net", "--log", str(log)))
+    assert CLEAR in log.read_bytes()  # the test log does carry them

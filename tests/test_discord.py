@@ -19,7 +19,7 @@ import discord
 import pytest
 from discord.gateway import DiscordWebSocket
 
-from bot.adapters.discord import CONTEXT_MENU, DiscordBot, message_text, point_at
+from bot.adapters.discord import APOLOGY, CONTEXT_MENU, DiscordBot, message_text, point_at
 from bot.adapters.discord_settings import DiscordSettings
 from bot.ingest import ingest_paths
 from bot.settings import Settings
@@ -30,6 +30,7 @@ from .discord_wire import (
     ADMINS,
     ALICE,
     BOT,
+    DM,
     GENERAL,
     HELP,
     TOKEN,
@@ -38,10 +39,13 @@ from .discord_wire import (
     attachment,
     button_click,
     context_menu,
+    direct_message,
     embed_problems,
     guild_create,
     message,
     slash,
+    snowflake,
+    thread_channel,
     user,
 )
 
@@ -65,17 +69,20 @@ class _Errors(logging.Handler):
 
 
 @asynccontextmanager
-async def discord_bot(tmp_path, expect_errors: bool = False, **settings):
-    """A logged-in bot whose HTTP goes to a FakeDiscord, in a guild with #help-mail and #general."""
+async def discord_bot(tmp_path, expect_errors: bool = False, options: dict | None = None, **settings):
+    """A logged-in bot whose HTTP goes to a FakeDiscord, in a guild with #help-mail and #general.
+    `options` are DiscordSettings fields, `settings` Settings fields, both loaded as configured."""
     fake = await FakeDiscord().start()
     saved = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
     errors = _Errors()
     logging.getLogger().addHandler(errors)
     db = tmp_path / "whyfailed.db"
     ingest_paths(Store(db), [str(LOG)])
-    options = DiscordSettings.load(token=TOKEN, channels=["help-mail"], api_url=fake.api)
+    options = DiscordSettings.load(
+        **{"token": TOKEN, "channels": ["help-mail"], "api_url": fake.api, **(options or {})}
+    )
     point_at(options)  # Route.BASE: configuration, the way a proxy would be set
-    bot = DiscordBot(Settings(db=str(db), allowed_users=[str(ADMINS)], **settings), options)
+    bot = DiscordBot(Settings(**{"db": str(db), "allowed_users": [str(ADMINS)], **settings}), options)
     try:
         async with bot:
             await bot.login(TOKEN)
@@ -186,17 +193,95 @@ def test_a_log_attachment_is_read_from_discords_cdn(tmp_path):
             [reply] = sent_messages(fake)
             assert_safe(reply)
             assert "bounced" in reply.json["embeds"][0]["title"]
-            bot.options.max_attachment_bytes = 100  # configuration: files larger than this are not fetched
+
+    run(scenario())
+
+
+def test_an_attachment_over_max_attachment_bytes_is_not_downloaded(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path, options={"max_attachment_bytes": 100}) as (bot, fake):
+            data = (FIXTURES / "postfix" / "mx-not-found.log").read_bytes()
             big = attachment(fake.base, "maillog.txt", data, content_type=None)
+            fake.attachments[big["id"]] = data
             await deliver(bot, "MESSAGE_CREATE", message("", attachments=[big]))
-            notice = sent_messages(fake)[-1]
+            [notice] = sent_messages(fake)
             assert f"maillog.txt is {len(data):,} bytes; I read files up to 100 bytes" in notice.json["content"]
             assert not [c for c in fake.calls if big["id"] in c.path]
 
     run(scenario())
 
 
-def test_a_huge_paste_goes_to_a_thread_within_discords_limits_with_the_full_report(tmp_path):
+def test_an_eml_bounce_and_a_txt_without_content_type_are_read(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path) as (bot, fake):
+            files = [
+                ("bounce.eml", FIXTURES / "bounce" / "postfix-dsn-unknown-user.eml", "message/rfc822"),
+                ("gmail.txt", FIXTURES / "bounce" / "gmail-address-not-found.txt", None),  # no content_type
+            ]
+            for name, path, content_type in files:
+                file = attachment(fake.base, name, path.read_bytes(), content_type)
+                fake.attachments[file["id"]] = path.read_bytes()
+                await deliver(bot, "MESSAGE_CREATE", message("", attachments=[file]))
+            eml, txt = sent_messages(fake)
+            for reply in (eml, txt):
+                assert_safe(reply)
+                fields = {f["name"]: f["value"] for f in reply.json["embeds"][0]["fields"]}
+                assert "unknown-user" in fields["Diagnosis"]
+            assert eml.json["embeds"][0]["title"].startswith("✗ bob@example.org")
+            assert txt.json["embeds"][0]["title"].startswith("✗ bob.typo@example.org")
+
+    run(scenario())
+
+
+def test_an_attachment_with_nul_bytes_is_not_text(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path) as (bot, fake):
+            data = b"Nov 27 08:00:01 mx1 postfix\x00\x01\x02 binary"
+            file = attachment(fake.base, "mail.log", data)
+            fake.attachments[file["id"]] = data
+            await deliver(bot, "MESSAGE_CREATE", message("", attachments=[file]))
+            [notice] = sent_messages(fake)
+            assert_safe(notice)
+            assert "mail.log is not text" in notice.json["content"] and not notice.json.get("embeds")
+
+    run(scenario())
+
+
+def test_attachments_are_read_no_further_than_max_paste_bytes(tmp_path):
+    async def scenario():
+        # the CDN keeps sending the first file for as long as anyone reads: only a bounded read ends
+        async with discord_bot(tmp_path, max_paste_bytes=20_000) as (bot, fake):
+            data = LOG.read_bytes()
+            endless = attachment(fake.base, "mail.log", data)
+            second = attachment(fake.base, "mail.log.1", data)
+            fake.attachments |= {endless["id"]: data, second["id"]: data}
+            fake.endless.add(endless["id"])
+            await deliver(bot, "MESSAGE_CREATE", message("", attachments=[endless, second]))
+            [reply] = sent_messages(fake)
+            assert_safe(reply)
+            assert "mail.log.1 was not read: I read at most 20,000 bytes of one message" in reply.json["content"]
+            assert "mailbox-full" in json.dumps(reply.json["embeds"])
+            assert "Only the first 20 kB were read" in reply.json["embeds"][-1]["footer"]["text"]
+            assert not [c for c in fake.calls if second["id"] in c.path]  # nothing left for it to add
+
+    run(scenario())
+
+
+def test_a_direct_message_gets_a_reply(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path) as (bot, fake):
+            await deliver(bot, "MESSAGE_CREATE", direct_message(LOG.read_text()))
+            await deliver(bot, "MESSAGE_CREATE", direct_message("hello?"))
+            report, hint = sent_messages(fake)
+            assert report.path == hint.path == f"/channels/{DM}/messages"
+            assert_safe(report)
+            assert len(report.json["embeds"]) == 2
+            assert "does not look like a mail log" in hint.json["content"]
+
+    run(scenario())
+
+
+def _huge_paste() -> str:
     lines = []
     for n in range(60):  # 60 recipients with long replies: far more than one message can hold
         lines.append(
@@ -206,10 +291,13 @@ def test_a_huge_paste_goes_to_a_thread_within_discords_limits_with_the_full_repo
             f"(host mx.example{n}.net[192.0.2.{n}] said: 550 5.1.1 <user{n}@example{n}.net>: Recipient address "
             f"rejected: {'User unknown in virtual mailbox table ' * 20}(in reply to RCPT TO command))"
         )
+    return "\n".join(lines)
 
+
+def test_a_huge_paste_goes_to_a_thread_within_discords_limits_with_the_full_report(tmp_path):
     async def scenario():
         async with discord_bot(tmp_path) as (bot, fake):
-            await deliver(bot, "MESSAGE_CREATE", message("\n".join(lines)))
+            await deliver(bot, "MESSAGE_CREATE", message(_huge_paste()))
             [thread] = fake.posted("/threads")
             assert thread.json["name"].startswith("whyfailed: 60 recipients") and len(thread.json["name"]) <= 100
             sent = sent_messages(fake)
@@ -220,6 +308,37 @@ def test_a_huge_paste_goes_to_a_thread_within_discords_limits_with_the_full_repo
             report = sent[-1].files["whyfailed-report.md"].decode()
             assert report.count("## ✗ user") == 60
             assert sent[-1].json["components"] and not sent[0].json.get("components")
+
+    run(scenario())
+
+
+def test_without_permission_to_open_a_thread_one_reply_carries_the_file(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path) as (bot, fake):
+            fake.fail_next("/threads", 403, 50013)  # Missing Permissions: Create Public Threads not granted
+            await deliver(bot, "MESSAGE_CREATE", message(_huge_paste()))
+            [refused] = fake.posted("/threads")
+            assert refused.status == 403
+            [reply] = sent_messages(fake)
+            assert reply.path == f"/channels/{HELP}/messages" and reply.json["message_reference"]
+            assert_safe(reply)
+            assert reply.json["embeds"] and reply.json["components"]
+            assert reply.files["whyfailed-report.md"].decode().count("## ✗ user") == 60
+
+    run(scenario())
+
+
+def test_the_embed_links_the_article_where_the_knowledge_base_is_published(tmp_path, monkeypatch):
+    monkeypatch.setenv("WHYFAILED_DISCORD_ARTICLE_URL", "https://wiki.example.org/mail/kb/")
+
+    async def scenario():
+        async with discord_bot(tmp_path) as (bot, fake):
+            await deliver(bot, "MESSAGE_CREATE", message(LOG.read_text()))
+            [reply] = sent_messages(fake)
+            fields = {f["name"]: f["value"] for f in reply.json["embeds"][0]["fields"]}
+            assert fields["Article"] == (
+                "[mailbox-full](https://wiki.example.org/mail/kb/mailbox-full.md) · `/whyfailed kb mailbox-full`"
+            )
 
     run(scenario())
 
@@ -285,6 +404,40 @@ def test_whyfailed_address_refuses_the_unauthorised_and_audits_both(tmp_path):
     run(scenario())
 
 
+def test_whyfailed_address_from_a_thread_counts_as_its_allowed_channel(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path, allowed_channels=[str(HELP)]) as (bot, fake):
+            for parent in (HELP, GENERAL):
+                thread = thread_channel(int(snowflake()), parent)
+                await deliver(bot, "THREAD_CREATE", {**thread, "newly_created": True})
+                asked = slash(
+                    "address", {"address": "ops@slow.example.net"}, channel=int(thread["id"]), channel_data=thread
+                )
+                await deliver(bot, "INTERACTION_CREATE", asked)
+            in_help, in_general = fake.posted("/webhooks/")
+            assert in_help.json["embeds"][0]["title"].startswith("✗ ops@slow.example.net: bounced")
+            assert "not enabled for you here" in in_general.json["content"]
+        rows = list(Store(tmp_path / "whyfailed.db").db["audit"].rows)
+        assert [(r["channel"], r["outcome"].split(":")[0]) for r in rows] == [
+            (str(HELP), "answered"),
+            (str(GENERAL), "refused"),
+        ]
+
+    run(scenario())
+
+
+def test_whyfailed_address_takes_a_domain(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path) as (bot, fake):
+            await deliver(bot, "INTERACTION_CREATE", slash("address", {"address": "@slow.example.net"}, roles=[ADMINS]))
+            [answer] = fake.posted("/webhooks/")
+            assert_safe(answer)
+            titles = [e["title"] for e in answer.json["embeds"]]
+            assert titles == ["✗ ops@slow.example.net: bounced (permanent failure)"]  # its failures only
+
+    run(scenario())
+
+
 def test_public_answers_only_for_those_allowed_and_help_is_always_private(tmp_path):
     async def scenario():
         async with discord_bot(tmp_path) as (bot, fake):
@@ -329,46 +482,49 @@ def test_the_context_menu_diagnoses_any_message_for_the_asker_alone(tmp_path):
     run(scenario())
 
 
-def test_the_feedback_button_stores_a_row_with_the_diagnosis_id(tmp_path):
+def test_the_feedback_button_stores_a_row_per_diagnosis_id_of_the_answer(tmp_path):
+    paste = LOG.read_text() + (FIXTURES / "postfix" / "mx-not-found.log").read_text()
+
     async def scenario():
         async with discord_bot(tmp_path) as (bot, fake):
-            await deliver(bot, "MESSAGE_CREATE", message(LOG.read_text()))
+            await deliver(bot, "MESSAGE_CREATE", message(paste))
             [reply] = sent_messages(fake)
             sent = reply.response  # the message as Discord stored it, buttons and all
             not_helpful = reply.json["components"][0]["components"][1]["custom_id"]
+            assert not_helpful == "whyfailed:fb:0:mailbox-full,dns-mx-failure"  # the failing ones, not "delivered"
             await deliver(bot, "INTERACTION_CREATE", button_click(sent, not_helpful))
             [thanks] = fake.posted("/callback")
             assert thanks.json["type"] == 4 and thanks.json["data"]["flags"] == EPHEMERAL
             assert thanks.json["data"]["content"].startswith("Thanks")
-        [row] = Store(tmp_path / "whyfailed.db").db["feedback"].rows
-        assert (row["surface"], row["diagnosis"], row["helpful"], row["user"]) == (
-            "discord",
-            "mailbox-full",
-            0,
-            str(ALICE),
-        )
-        assert row["message_id"] == sent["id"]
+        rows = list(Store(tmp_path / "whyfailed.db").db["feedback"].rows)
+        assert [(r["surface"], r["diagnosis"], r["helpful"], r["user"]) for r in rows] == [
+            ("discord", "mailbox-full", 0, str(ALICE)),
+            ("discord", "dns-mx-failure", 0, str(ALICE)),
+        ]
+        assert {r["message_id"] for r in rows} == {sent["id"]}
 
     run(scenario())
 
 
-def test_an_error_reaches_the_channel_as_an_apology_not_a_traceback(tmp_path):
-    def broken(*_args, **_kwargs):
-        raise RuntimeError("database is on fire")
-
+def test_an_error_reaches_the_channel_as_an_apology_not_a_traceback(tmp_path, caplog):
     async def scenario():
-        async with discord_bot(tmp_path, expect_errors=True) as (bot, fake):
-            bot.conversation.on_message = broken  # a failure inside the core, whatever it is
-            bot.conversation.on_command = broken
+        # WHYFAILED_DB is a folder: the index cannot be opened, a real failure inside the core
+        async with discord_bot(tmp_path, expect_errors=True, db=str(tmp_path)) as (bot, fake):
+            fake.fail_next(f"/channels/{HELP}/messages", 400, 50035)  # and Discord refuses the first answer
             await deliver(bot, "MESSAGE_CREATE", message(LOG.read_text()))
-            [reply] = sent_messages(fake)
-            assert reply.json["content"].startswith("Sorry") and "fire" not in reply.json["content"]
+            refused, apology = sent_messages(fake)
+            assert refused.status == 400 and refused.json["embeds"]
+            assert apology.status == 200 and apology.json["content"] == APOLOGY
+            assert_safe(apology)
             await deliver(bot, "INTERACTION_CREATE", slash("address", {"address": "a@b.example"}, roles=[ADMINS]))
-            [apology] = fake.posted("/webhooks/")
-            assert apology.json["flags"] == EPHEMERAL and apology.json["content"].startswith("Sorry")
-            assert "Traceback" not in apology.json["content"] and "fire" not in apology.json["content"]
+            [followup] = fake.posted("/webhooks/")
+            assert followup.json["flags"] == EPHEMERAL and followup.json["content"] == APOLOGY
+            assert "Traceback" not in followup.json["content"] and str(tmp_path) not in followup.json["content"]
 
     run(scenario())
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("diagnosing message" in m and "Invalid Form Body" in m for m in logged), logged
+    assert any("app command failed" in m and "cannot open the index" in m for m in logged), logged
 
 
 # --- the gateway, end to end -------------------------------------------------------------------

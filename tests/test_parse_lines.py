@@ -157,8 +157,10 @@ def test_iso_stamped_syslog_line_is_not_mistaken_for_exim():
 
 
 def test_rfc5424_structured_data_with_spaces():
-    line = ('<13>1 2026-11-29T04:50:00.123456+00:00 mx1 postfix/qmgr 1234 - [timeQuality tzKnown="1" '
-            'isSynced="0"][origin ip="192.0.2.10"] ABCDE12345: removed')
+    line = (
+        '<13>1 2026-11-29T04:50:00.123456+00:00 mx1 postfix/qmgr 1234 - [timeQuality tzKnown="1" '
+        'isSynced="0"][origin ip="192.0.2.10"] ABCDE12345: removed'
+    )
     result = parse_text(line)
     assert result.unparsed == []
     assert (result.events[0].program, result.events[0].pid, result.events[0].kind) == ("postfix/qmgr", 1234, "removed")

@@ -18,6 +18,7 @@ import time
 import discord
 from discord import app_commands
 
+from bot.adapters.discord_files import AttachmentReader
 from bot.adapters.discord_settings import DiscordSettings
 from bot.conversation import Context, Conversation, Reply, store_audit
 from bot.render.discord import REPORT_FILE, DiscordReply, render_notice, render_reply, safe
@@ -37,8 +38,6 @@ INTENT_HELP = (
     "Discord Developer Portal, open your application > Bot > Privileged Gateway Intents, turn on "
     "MESSAGE CONTENT INTENT, save, and start the bot again."
 )
-TEXT_FILE = re.compile(r".*\.(log|txt|eml)(\.\d{1,3})?", re.IGNORECASE)  # mail.log.1 too
-MAX_ATTACHMENTS = 10  # Discord's own cap per message
 HANDLED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 # an opening fence with its language tag (```log), or a bare fence: Discord's, not the log's
 _FENCE = re.compile(r"```(?:[A-Za-z0-9_+.-]{1,20}[ \t]*\n)?")
@@ -60,6 +59,7 @@ class DiscordBot(discord.Client):
         super().__init__(intents=intents, allowed_mentions=NO_PINGS)
         self.settings, self.options = settings, options
         self.conversation = conversation or Conversation(settings, audit=store_audit(settings.db))
+        self.files = AttachmentReader(options.max_attachment_bytes, settings.max_paste_bytes)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
         register_commands(self)
@@ -68,6 +68,10 @@ class DiscordBot(discord.Client):
         self.add_dynamic_items(FeedbackButton)  # buttons keep working across restarts
         if self.options.sync_commands:
             await self.sync_commands()
+
+    async def close(self) -> None:
+        await self.files.close()
+        await super().close()
 
     async def sync_commands(self) -> None:
         """Guild registration shows at once (handy while setting up); global takes effect everywhere."""
@@ -130,35 +134,9 @@ class DiscordBot(discord.Client):
 
     async def gather(self, message: discord.Message) -> tuple[str, str, list[str]]:
         """The message's text and its text attachments, as pasted; and what could not be read."""
-        parts = [message_text(message.content or "", self.user.id if self.user else None)]
-        names, problems = [], []
-        limit = self.options.max_attachment_bytes
-        for attachment in message.attachments[:MAX_ATTACHMENTS]:
-            content_type = (attachment.content_type or "").split(";")[0]
-            if not (
-                TEXT_FILE.fullmatch(attachment.filename)
-                or content_type.startswith("text/")
-                or content_type == "message/rfc822"
-            ):
-                continue  # images, archives, PDFs: not ours to read
-            if attachment.size > limit:
-                problems.append(
-                    f"{attachment.filename} is {_size(attachment.size)}; I read files up to "
-                    f"{_size(limit)}. Attach or paste the relevant lines."
-                )
-                continue
-            try:
-                data = await asyncio.wait_for(attachment.read(), timeout=30)
-            except (TimeoutError, discord.HTTPException, OSError) as error:
-                log.warning("could not read attachment %s: %r", attachment.id, error)
-                problems.append(f"I could not download {attachment.filename}.")
-                continue
-            if b"\x00" in data[:8192]:
-                problems.append(f"{attachment.filename} is not text.")
-                continue
-            parts.append(data.decode("utf-8", "replace"))
-            names.append(attachment.filename)
-        return "\n".join(p for p in parts if p.strip()), ", ".join(names) or "message", problems
+        text = message_text(message.content or "", self.user.id if self.user else None)
+        texts, names, problems = await self.files.read(message.attachments, len(text.encode("utf-8", "replace")))
+        return "\n".join(p for p in (text, *texts) if p.strip()), ", ".join(names) or "message", problems
 
     async def send_report(self, message: discord.Message, rendered: DiscordReply) -> None:
         """Short answers as a reply; long ones in a thread on the message, or the thread it is in."""
@@ -208,12 +186,9 @@ class DiscordBot(discord.Client):
         # decided before deferring: the "thinking" message's visibility is the answer's visibility
         ephemeral = not (public and self.conversation.may_query(context))
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        if arguments.split(" ", 1)[0] in ("kb", "help"):
-            # quick, and on the loop's own thread: kbsearch keeps one in-memory SQLite connection,
-            # which SQLite lets only the thread that opened it use (an executor has several)
-            reply = self.conversation.on_command(arguments, context)
-        else:  # an address: may scan logs, so off the loop, where it cannot stall the heartbeat
-            reply = await asyncio.to_thread(self.conversation.on_command, arguments, context)
+        # off the loop, where it cannot stall the heartbeat: an address may scan logs, and the first
+        # kb search builds its index (kbsearch's one connection is shared across threads, under a lock)
+        reply = await asyncio.to_thread(self.conversation.on_command, arguments, context)
         if reply.kind in ("refusal", "notice", "help"):
             ephemeral = True
         await self.follow_up(interaction, reply, ephemeral)
@@ -288,8 +263,9 @@ def register_commands(bot: DiscordBot) -> None:
 class FeedbackButton(
     discord.ui.DynamicItem[discord.ui.Button], template=r"whyfailed:fb:(?P<helpful>[01]):(?P<ids>[a-z0-9,-]{0,80})"
 ):
-    """Helpful / Not helpful. The diagnosis ids ride in the custom_id, so a click is understood
-    even after a restart, and nothing about the report has to be kept in memory."""
+    """Helpful / Not helpful, one pair per answer: a vote on the answer as a whole, so it counts
+    for each distinct diagnosis the answer gave (one feedback row per diagnosis id). The ids ride
+    in the custom_id, so a click is understood even after a restart, with nothing kept in memory."""
 
     def __init__(self, helpful: bool, ids: str):
         style = discord.ButtonStyle.success if helpful else discord.ButtonStyle.secondary
@@ -308,11 +284,10 @@ class FeedbackButton(
                 "user": str(interaction.user.id),
                 "channel": str(_channel_id(interaction.channel)),
                 "guild": str(interaction.guild_id) if interaction.guild_id else None,
-                "diagnosis": self.ids,
                 "helpful": self.helpful,
                 "message_id": str(interaction.message.id) if interaction.message else None,
             }
-            await asyncio.to_thread(save_feedback, client.settings.db, **row)
+            await asyncio.to_thread(save_feedback, client.settings.db, self.ids.split(","), **row)
             thanks = "Thanks, noted as helpful." if self.helpful else "Thanks, noted as not helpful."
             await interaction.response.send_message(thanks, ephemeral=True, allowed_mentions=NO_PINGS)
         except Exception as error:
@@ -334,12 +309,15 @@ def feedback_view(diagnoses: list[str]) -> discord.ui.View | None:
     return view
 
 
-def save_feedback(db_path: str, **row) -> None:
-    """One row per click, in the `feedback` table beside the index."""
+def save_feedback(db_path: str, diagnoses: list[str], **row) -> None:
+    """One row per diagnosis id of the click, in the `feedback` table beside the index: counting
+    the rows of one id then counts the votes on answers that gave it."""
     from bot.store import Store
 
+    now = time.time()
+    rows = [{"time": now, "surface": "discord", "diagnosis": item, **row} for item in diagnoses if item]
     try:
-        Store(db_path).db["feedback"].insert({"time": time.time(), "surface": "discord", **row}, alter=True)
+        Store(db_path).db["feedback"].insert_all(rows, alter=True)
     except sqlite3.Error as error:  # a full disk should not turn a thank-you into an apology
         log.error("could not store feedback: %s", error)
 
@@ -352,10 +330,6 @@ def _channel_id(channel) -> int | None:
     if channel is None:
         return None
     return getattr(channel, "parent_id", None) or channel.id
-
-
-def _size(count: int) -> str:
-    return f"{count / 1_000_000:.1f} MB" if count >= 1_000_000 else f"{count:,} bytes"
 
 
 def _report_file(rendered: DiscordReply) -> list[discord.File]:

@@ -14,6 +14,15 @@ VERDICTS = {
 }
 ICONS = {"delivered": "✓", "deferred": "…", "bounced": "✗", "rejected": "✗", "expired": "✗", "unknown": "?"}
 MAX_EVIDENCE = 12
+# C0 controls but tab and newline, DEL, and C1 controls: a log line carrying ESC (CSI, OSC),
+# BEL or a lone CR could clear a terminal, retitle it or overwrite what was shown. SMTP replies
+# are written by whoever runs the remote server, so they are shown as visible escapes instead.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def printable(text: str) -> str:
+    """TEXT with every control character but \\t and \\n shown as its escape: `\\x1b[2J`, not a clear screen."""
+    return text.translate(_CONTROLS)
 
 
 def recipient_label(delivery: Delivery) -> str:

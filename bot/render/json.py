@@ -7,6 +7,10 @@ import json as _json
 from bot.model import Attempt, Delivery, Report
 from bot.render.checks import checks_to_list
 
+# json.dumps escapes C0 controls (ESC is written \u001b) but not DEL or C1 (U+009B is a CSI to
+# some terminals): escaping them too gives the same data, safe to print where a person looks
+_UNPRINTABLE = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0))}
+
 
 def _time(attempt: Attempt | None) -> str | None:
     if attempt is None or attempt.timestamp is None:
@@ -83,5 +87,10 @@ def report_to_dict(report: Report) -> dict:
     }
 
 
+def dumps(data, indent: int | None = None) -> str:
+    """JSON text, UTF-8 as is, with every control character escaped."""
+    return _json.dumps(data, indent=indent, ensure_ascii=False).translate(_UNPRINTABLE)
+
+
 def render_json(report: Report, indent: int | None = 2) -> str:
-    return _json.dumps(report_to_dict(report), indent=indent, ensure_ascii=False)
+    return dumps(report_to_dict(report), indent)

@@ -8,6 +8,7 @@ from bot.render.common import (
     ICONS,
     MAX_EVIDENCE,
     VERDICTS,
+    printable,
     recipient_label,
     server_label,
     shorten,
@@ -66,4 +67,5 @@ def render_markdown(report: Report) -> str:
         out += ["```", ""]
     out += [f"*{report.lines} lines read, {report.parsed} understood; formats: {', '.join(report.formats) or 'none'}.*"]
     out += [f"*Note: {n}*" for n in report.notes]
-    return "\n".join(out) + "\n"
+    # printed to terminals by `diagnose --format markdown` too: no control bytes from the log
+    return printable("\n".join(out) + "\n")

@@ -13,6 +13,7 @@ from bot.render.common import (
     ICONS,
     MAX_EVIDENCE,
     VERDICTS,
+    printable,
     recipient_label,
     server_label,
     shorten,
@@ -31,7 +32,11 @@ _STYLE = {
 
 
 def print_report(report: Report, console: Console, verbose: bool = False) -> None:
-    say = console.print
+    def say(markup: str) -> None:
+        # one gate for everything below: log lines, replies, addresses, check results (DNS TXT
+        # records are someone else's text too) reach the terminal with their control bytes shown
+        console.print(printable(markup))
+
     if not report.deliveries:
         say("[bold]No delivery attempts were found in this input.[/bold]")
         if not report.unparsed:
