@@ -255,13 +255,32 @@ def test_a_shared_log_file_is_downloaded_with_the_bot_token(harness):
 
 
 @pytest.mark.slow
-def test_slash_help_is_acked_at_once_and_answered_ephemerally(harness):
-    started = time.monotonic()
-    status, body = harness.slack.command("help", name="help")
-    assert status == 200 and body == "" and time.monotonic() - started < 3
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("help", "/whyfailed kb QUERY"), ("ops@slow.example.net --since 3650d", "mailbox-full")],
+)
+def test_slash_commands_are_acked_while_their_answer_is_still_held(harness, text, expected):
+    # the fake holds the response_url post: an ack sent only after the answer could not arrive now
+    harness.api.hold("response")
+    status, body = harness.slack.command(text, name="held")
+    assert status == 200 and body == ""
+    harness.api.wait_for(lambda calls: harness.api.holding)  # the answer is on its way, and still held
+    assert not harness.api.made("response")
+    harness.api.release("response")
     [answer] = harness.api.wait_calls("response")
-    assert answer.path.endswith("/help") and answer.args["response_type"] == "ephemeral"
-    assert "/whyfailed kb QUERY" in _all_text(answer) and check_blocks(_blocks(answer)) == []
+    assert answer.path.endswith("/held") and answer.args["response_type"] == "ephemeral"
+    assert expected in _all_text(answer) and check_blocks(_blocks(answer)) == []
+
+
+@pytest.mark.slow
+def test_http_429_on_response_url_waits_retry_after_and_answers_once(harness):
+    harness.api.rate_limit_next("response", retry_after=1)
+    harness.slack.command("help", name="limited")
+    [answer] = harness.api.wait_calls("response")
+    [limited] = [c for c in harness.api.calls if c.status == 429]
+    assert limited.method == "response" and answer.at - limited.at >= 1.0  # both stamped on arrival, here
+    harness.drain()
+    assert len(harness.api.made("response")) == 1 and "/whyfailed kb QUERY" in _all_text(answer)
 
 
 @pytest.mark.slow
