@@ -336,6 +336,32 @@ def test_show_evidence_gives_the_log_lines_and_a_ladder_to_the_clicker(harness):
 
 
 @pytest.mark.slow
+def test_evidence_of_a_shared_answer_is_only_for_the_requester_and_those_who_may_query(tmp_path):
+    running, stop = _start(tmp_path, allowed_channels=[], allowed_users=["U0ANNA", "U0BOB"])
+    try:
+        running.slack.command("ops@slow.example.net --since 3650d", channel="C0RANDOM", name="ask")
+        [answer] = running.api.wait_calls("response")
+        share = _button(_blocks(answer), "share_in_channel")
+        running.slack.interactive(
+            block_action("share_in_channel", share, "1700000650.000100", running.api, "C0RANDOM", ephemeral=True)
+        )
+        shared = running.api.wait_calls("response", 2)[1]
+        assert shared.args["response_type"] == "in_channel"
+        evidence = _button(_blocks(shared), "show_evidence")
+        for user in ("U0EVE", "U0ANNA", "U0BOB"):  # everyone in C0RANDOM sees the shared message
+            running.slack.interactive(
+                block_action("show_evidence", evidence, "1700000651.000100", running.api, "C0RANDOM", user=user)
+            )
+        shown = {c.args["user"]: _all_text(c) for c in running.api.wait_calls("chat.postEphemeral", 3)}
+        assert "not enabled for you here" in shown["U0EVE"]
+        assert "postfix/smtp" not in shown["U0EVE"] and "Evidence for" not in shown["U0EVE"]
+        for allowed in ("U0ANNA", "U0BOB"):  # the requester; someone allowed to query
+            assert "postfix/smtp[1612]" in shown[allowed] and "not enabled" not in shown[allowed]
+    finally:
+        stop()
+
+
+@pytest.mark.slow
 def test_helpful_and_not_helpful_are_stored_as_feedback(harness):
     ts = "1700000700.000100"
     harness.slack.event(message_event(slackify(LOG.read_text()), ts))

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections import OrderedDict
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from slack_bolt import App, BoltResponse
@@ -47,6 +48,10 @@ COMMAND = "/whyfailed"
 SHORTCUT = "diagnose_delivery_problem"
 APOLOGY = "Sorry, something went wrong on my side while reading that. The error was logged; please try again later."
 FORGOTTEN = "That report is no longer in my memory (I was restarted, or it is old). Paste the log again."
+NOT_YOURS = (
+    "Sorry, the evidence behind a /whyfailed answer is mail log data, and /whyfailed is not enabled for you here. "
+    "Ask the person who shared it, or an admin to add this channel or your account to the allowed list."
+)
 NOT_A_LOG = (
     "That does not look like a mail log or a bounce message, so there is nothing to diagnose. "
     "Paste log lines (a code block is fine) or try /whyfailed help."
@@ -86,6 +91,13 @@ def unslack(text: str, bot_user_id: str | None = None) -> str:
 # --- bounded memory ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Kept:
+    reply: Reply
+    user: str  # who asked for it
+    guarded: bool = False  # a /whyfailed answer: index data, shown only to whom may_query allows
+
+
 class _Memory:
     """What one process remembers, bounded so a busy workspace cannot grow it: the events and
     messages already answered, and the reports behind buttons (lost on restart, by design:
@@ -94,7 +106,7 @@ class _Memory:
     def __init__(self, seen: int = 4096, replies: int = 512):
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._replies: OrderedDict[str, tuple[Reply, str]] = OrderedDict()
+        self._replies: OrderedDict[str, Kept] = OrderedDict()
         self._sizes = (seen, replies)
 
     def first_time(self, key: str) -> bool:
@@ -106,15 +118,15 @@ class _Memory:
                 self._seen.popitem(last=False)
             return True
 
-    def keep(self, reply: Reply, user: str) -> str:
+    def keep(self, reply: Reply, user: str, guarded: bool = False) -> str:
         token = secrets.token_urlsafe(9)
         with self._lock:
-            self._replies[token] = (reply, user)
+            self._replies[token] = Kept(reply, user, guarded)
             while len(self._replies) > self._sizes[1]:
                 self._replies.popitem(last=False)
         return token
 
-    def recall(self, token: str) -> tuple[Reply, str] | None:
+    def recall(self, token: str) -> Kept | None:
         with self._lock:
             return self._replies.get(token)
 
@@ -275,7 +287,7 @@ class SlackBot:
         user, channel = command["user_id"], command.get("channel_id")
         context = Context("slack", user, channel, self._user_groups(client, user))
         reply = self.conversation.on_command(unslack(command.get("text") or ""), context)
-        token = self.memory.keep(reply, user)
+        token = self.memory.keep(reply, user, guarded=True)
         message = render_reply(reply, token)
         respond(command["response_url"], message, ephemeral=reply.ephemeral)
         if message.truncated and message.full_report:  # private answer, so the file goes to a DM
@@ -321,20 +333,27 @@ class SlackBot:
 
     # --- buttons ---------------------------------------------------------------------------
 
-    def _recall(self, value: str) -> tuple[Reply | None, int, str | None]:
-        token, _, index = value.rpartition(":")
-        kept = self.memory.recall(token)
-        if kept is None or not index.isdigit():
-            return None, 0, None
-        return kept[0], int(index), kept[1]
-
     def on_evidence(self, ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        reply, index, _ = self._recall(action.get("value") or "")
-        if reply is None or reply.report is None or index >= len(reply.report.deliveries):
+        token, _, index = (action.get("value") or "").rpartition(":")
+        kept = self.memory.recall(token)
+        report = kept.reply.report if kept else None
+        if report is None or not index.isdigit() or int(index) >= len(report.deliveries):
             self._tell(body, client, render_notice(FORGOTTEN))
             return
-        self._tell(body, client, render_evidence(reply.report.deliveries[index]))
+        if kept.guarded and not self._may_see(body, client, kept.user):
+            self._tell(body, client, render_notice(NOT_YOURS))
+            return
+        self._tell(body, client, render_evidence(report.deliveries[int(index)]))
+
+    def _may_see(self, body: dict, client: WebClient, requester: str) -> bool:
+        """A shared /whyfailed answer is seen by the whole channel; its evidence (more log lines)
+        only by the requester and by whoever could have run the query there themselves."""
+        clicker = body["user"]["id"]
+        if clicker == requester:
+            return True
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        return self.conversation.may_query(Context("slack", clicker, channel, self._user_groups(client, clicker)))
 
     def on_article(self, ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
@@ -363,10 +382,10 @@ class SlackBot:
         ack()
         token = action.get("value") or ""
         kept = self.memory.recall(token)
-        if kept is None or kept[1] != body["user"]["id"]:
+        if kept is None or kept.user != body["user"]["id"]:
             respond(body["response_url"], render_notice("That answer has expired; run /whyfailed again to share it."))
             return
-        reply = kept[0]
+        reply = kept.reply
         shared = render_reply(Reply(reply.kind, reply.text, reply.report, reply.articles, ephemeral=False), token)
         by = f"Shared by <@{body['user']['id']}>"  # a real mention, ours: the person who shared it
         shared.blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": by}]})
