@@ -475,14 +475,14 @@ def check_blocks(blocks: list[dict]) -> list[str]:
     return problems
 
 
-def texts(blocks: list[dict]) -> list[str]:
-    """Every mrkdwn string a message carries (what Slack would parse for mentions)."""
+def mrkdwn_objects(blocks: list[dict]) -> list[dict]:
+    """Every mrkdwn text object a message carries (what Slack would parse for mentions)."""
     found = []
 
     def walk(node):
         if isinstance(node, dict):
             if node.get("type") == "mrkdwn":
-                found.append(node["text"])
+                found.append(node)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -491,6 +491,11 @@ def texts(blocks: list[dict]) -> list[str]:
 
     walk(blocks)
     return found
+
+
+def texts(blocks: list[dict]) -> list[str]:
+    """Every mrkdwn string a message carries."""
+    return [item["text"] for item in mrkdwn_objects(blocks)]
 
 
 # --- Socket Mode ----------------------------------------------------------------------------------

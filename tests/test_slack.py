@@ -36,6 +36,7 @@ from .slack_fakes import (
     block_action,
     check_blocks,
     message_event,
+    mrkdwn_objects,
     signature,
     slackify,
     texts,
@@ -237,6 +238,35 @@ def test_pings_inside_a_pasted_log_come_back_escaped(harness):
 
 
 @pytest.mark.slow
+def test_mentions_in_a_pasted_sender_and_reply_are_verbatim_and_escaped_everywhere(harness):
+    lines = [
+        "Nov 27 08:00:01 mx1 postfix/qmgr[980]: 7A1B2C3D4E: from=<@channel.<!everyone>@example.com>, size=2210, "
+        "nrcpt=1 (queue active)",
+        "Nov 27 12:40:02 mx1 postfix/smtp[1612]: 7A1B2C3D4E: to=<ops@slow.example.net>, "
+        "relay=mx.slow.example.net[198.51.100.80]:25, delay=1, delays=0/0/0.5/0.4, dsn=5.7.1, status=bounced "
+        "(host mx.slow.example.net[198.51.100.80] said: 550 5.7.1 @channel <!everyone> <@U123> @here blocked "
+        "(in reply to RCPT TO command))",
+    ]
+    ts = "1700000350.000100"
+    harness.slack.event(message_event(slackify("\n".join(lines)), ts))
+    [post] = harness.api.wait_calls("chat.postMessage")
+    harness.slack.interactive(
+        block_action("show_evidence", _button(_blocks(post), "show_evidence"), ts, harness.api, thread_ts=ts)
+    )
+    [evidence] = harness.api.wait_calls("chat.postEphemeral")
+    shown = "\n".join(texts(_blocks(post)))
+    assert "*From:* @channel.&lt;!everyone&gt;@example.com" in shown
+    assert "@channel &lt;!everyone&gt; &lt;@U123&gt; @here blocked" in shown
+    assert "@channel &lt;!everyone&gt; &lt;@U123&gt; @here blocked" in "\n".join(texts(_blocks(evidence)))
+    for call in (post, evidence):
+        objects = mrkdwn_objects(_blocks(call))
+        assert objects and all(item.get("verbatim") is True for item in objects)
+        for item in objects:  # a bare @channel is left to verbatim; anything in <...> must be escaped
+            assert "<!" not in item["text"] and "<@" not in item["text"], item["text"]
+        assert "<!" not in call.args["text"] and "<@" not in call.args["text"]
+
+
+@pytest.mark.slow
 def test_a_shared_log_file_is_downloaded_with_the_bot_token(harness):
     harness.api.add_file("F0LOG", "mail.log", LOG.read_bytes())
     event = message_event(
@@ -302,7 +332,8 @@ def test_slash_address_in_an_allowed_channel_answers_and_can_be_shared(harness):
     harness.slack.interactive(block_action("share_in_channel", share, "1700000500.000100", harness.api, ephemeral=True))
     shared = harness.api.wait_calls("response", 2)[1]
     assert shared.args["response_type"] == "in_channel" and "mailbox-full" in _all_text(shared)
-    assert "Shared by <@U0ANNA>" in _all_text(shared)
+    assert "Shared by <@U0ANNA>" in _all_text(shared)  # our own mention: explicit, so verbatim keeps it
+    assert all(item.get("verbatim") is True for item in mrkdwn_objects(_blocks(shared)))
     rows = list(Store(harness.settings.db).db.query("select user, channel, outcome from audit"))
     assert rows == [{"user": "U0ANNA", "channel": "C0OPS", "outcome": "answered: 1 stories"}]
 

@@ -35,6 +35,7 @@ from bot.render.slack import (
     ACTION_NOT_HELPFUL,
     ACTION_SHARE,
     SlackMessage,
+    context_block,
     render_article,
     render_evidence,
     render_notice,
@@ -388,7 +389,7 @@ class SlackBot:
         reply = kept.reply
         shared = render_reply(Reply(reply.kind, reply.text, reply.report, reply.articles, ephemeral=False), token)
         by = f"Shared by <@{body['user']['id']}>"  # a real mention, ours: the person who shared it
-        shared.blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": by}]})
+        shared.blocks.append(context_block(by))
         respond(body["response_url"], shared, ephemeral=False)
 
     def _tell(self, body: dict, client: WebClient, message: SlackMessage) -> None:

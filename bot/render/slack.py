@@ -1,9 +1,10 @@
 """Slack Block Kit: a Reply from the conversation core as blocks, within Slack's limits.
 
 Everything that came from a log is escaped (`&`, `<`, `>`), so a pasted `<!channel>` or
-`<@U123>` pings nobody. Slack rejects a whole message that breaks a limit (50 blocks, 3000
-characters per section, 150 per header), so we cut with a note instead and hand back the full
-report for the adapter to attach as a file.
+`<@U123>` pings nobody, and every mrkdwn text is `verbatim`, so Slack does not turn a bare
+`@channel` or `@here` (which escaping cannot touch) into a ping either. Slack rejects a whole
+message that breaks a limit (50 blocks, 3000 characters per section, 150 per header), so we cut
+with a note instead and hand back the full report for the adapter to attach as a file.
 """
 
 from __future__ import annotations
@@ -65,13 +66,20 @@ def _fit(text: str, limit: int = MAX_SECTION) -> tuple[str, bool]:
     return cut + "\n" + CUT_NOTE, True
 
 
+def mrkdwn(text: str) -> dict:
+    """A mrkdwn text object Slack shows as written: no auto-parsing of @here, @channel, #names or
+    bare URLs (https://api.slack.com/reference/block-kit/composition-objects#text); our own
+    explicit <url|label> and <@U...> still work."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
 def _section(text: str) -> tuple[dict, bool]:
     body, cut = _fit(text)
-    return {"type": "section", "text": {"type": "mrkdwn", "text": body}}, cut
+    return {"type": "section", "text": mrkdwn(body)}, cut
 
 
-def _context(text: str) -> dict:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _fit(text)[0]}]}
+def context_block(text: str) -> dict:
+    return {"type": "context", "elements": [mrkdwn(_fit(text)[0])]}
 
 
 def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict:
@@ -158,13 +166,13 @@ def render_report(report: Report, token: str, share: bool = False) -> SlackMessa
         blocks += [section, _delivery_actions(delivery, token, index)]
     if not count:  # mail log lines, but none tells a delivery's story (connects, queue lines...)
         blocks.append(_section("No delivery attempts were found in this input: no recipient and no outcome.")[0])
-    blocks.append(_context(_footer(report)))
+    blocks.append(context_block(_footer(report)))
     if share:
         blocks.append(
             {"type": "actions", "block_id": "share", "elements": [_button("Share in channel", ACTION_SHARE, token)]}
         )
     if count > room:
-        blocks.append(_context(f"Showing {room} of {count} recipients. The full report is attached as a file."))
+        blocks.append(context_block(f"Showing {room} of {count} recipients. The full report is attached as a file."))
     summary = "; ".join(
         f"{recipient_label(d)}: {d.status}" + (f" ({d.diagnosis.id})" if d.diagnosis else "") for d in report.deliveries
     )
@@ -216,7 +224,7 @@ def render_article(article: Article, others: list[Article] = ()) -> SlackMessage
     note = f"`whyfailed kb {escape(article.id)}` shows this article in a terminal."
     if others:
         note = "Also: " + ", ".join(f"`{escape(a.id)}`" for a in others) + ". " + note
-    blocks.append(_context(note))
+    blocks.append(context_block(note))
     return SlackMessage(text=escape(article.title), blocks=blocks, truncated=truncated)
 
 
@@ -365,6 +373,6 @@ def render_evidence(delivery: Delivery, most_sections: int = 8) -> SlackMessage:
         note += f" The ladder shows the last of {len(delivery.attempts)} attempts."
     return SlackMessage(
         text=f"Evidence for {escape(recipient_label(delivery))}",
-        blocks=blocks + [ladder, _context(note)],
+        blocks=blocks + [ladder, context_block(note)],
         truncated=cut or cut_ladder,
     )
