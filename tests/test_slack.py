@@ -22,7 +22,14 @@ from bot.adapters.slack import APOLOGY, create_app, unslack
 from bot.adapters.slack_serve import make_http_server, socket_mode_handler
 from bot.adapters.slack_settings import SlackSettings
 from bot.ingest import ingest_paths
-from bot.render.slack import render_evidence, render_report
+from bot.render.slack import (
+    FULL_ATTACHED,
+    FULL_IN_DM,
+    FULL_WITH_REQUESTER,
+    render_evidence,
+    render_notice,
+    render_report,
+)
 from bot.report import diagnose_text
 from bot.settings import Settings
 from bot.store import Store
@@ -105,6 +112,16 @@ def test_evidence_of_a_long_story_is_cut_to_fit():
     message = render_evidence(report.deliveries[0])
     assert check_blocks(message.blocks) == []
     assert message.truncated and any("Not every evidence line fits" in t for t in texts(message.blocks))
+
+
+def test_cut_notes_promise_a_file_only_where_the_adapter_puts_one():
+    notice = render_notice("a long notice " * 300)
+    assert check_blocks(notice.blocks) == [] and "too long for one message" in texts(notice.blocks)[0]
+    assert "attached" not in json.dumps(notice.blocks) + notice.text
+    report = diagnose_text(_many_recipients(60), "paste")
+    for whole in (FULL_ATTACHED, FULL_IN_DM, FULL_WITH_REQUESTER):
+        shown = "\n".join(texts(render_report(report, "t", whole=whole).blocks))
+        assert f"Showing 23 of 60 recipients. {whole}" in shown
 
 
 # --- the real app over HTTP ------------------------------------------------------------------------
@@ -495,6 +512,36 @@ def test_a_report_too_big_for_one_message_comes_with_the_full_report_file(harnes
     [done] = harness.api.wait_calls("files.completeUploadExternal")
     assert done.args["thread_ts"] == ts and done.args["channel_id"] == "C0OPS"
     assert harness.api.made("upload") and harness.api.made("files.getUploadURLExternal")
+
+
+@pytest.mark.slow
+def test_a_private_answer_too_big_for_one_message_sends_the_full_report_to_a_dm(tmp_path):
+    running, stop = _start(tmp_path, max_results=100)
+    many = tmp_path / "many.log"
+    many.write_text(_many_recipients(40) + "\n")
+    ingest_paths(Store(running.settings.db), [str(many)])
+    try:
+        running.slack.command("@slow.example.net --since 3650d", name="big")
+        [answer] = running.api.wait_calls("response")
+        assert answer.args["response_type"] == "ephemeral" and check_blocks(_blocks(answer)) == []
+        assert f"Showing 23 of 41 recipients. {FULL_IN_DM}" in _all_text(answer)
+        [opened] = running.api.wait_calls("conversations.open")
+        assert opened.args["users"] == "U0ANNA"
+        [done] = running.api.wait_calls("files.completeUploadExternal")
+        assert done.args["channel_id"] == "D0001"  # the DM, never the channel the command came from
+        [report] = [upload.decode() for upload in running.api.uploads]
+        for i in range(40):
+            assert f"user{i}@slow.example.net: bounced" in report  # every recipient, as in the log
+        assert "ops@slow.example.net" in report and "&lt;" not in report  # a Markdown file: no Slack escaping
+        # shared, it says where the whole report is, and attaches nothing in the channel
+        share = _button(_blocks(answer), "share_in_channel")
+        running.slack.interactive(block_action("share_in_channel", share, "1.2", running.api, ephemeral=True))
+        shared = running.api.wait_calls("response", 2)[1]
+        assert FULL_WITH_REQUESTER in _all_text(shared) and "attached" not in _all_text(shared)
+        running.drain()
+        assert len(running.api.uploads) == 1
+    finally:
+        stop()
 
 
 @pytest.mark.slow

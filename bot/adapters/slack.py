@@ -34,6 +34,8 @@ from bot.render.slack import (
     ACTION_HELPFUL,
     ACTION_NOT_HELPFUL,
     ACTION_SHARE,
+    FULL_IN_DM,
+    FULL_WITH_REQUESTER,
     SlackMessage,
     context_block,
     render_article,
@@ -289,7 +291,7 @@ class SlackBot:
         context = Context("slack", user, channel, self._user_groups(client, user))
         reply = self.conversation.on_command(unslack(command.get("text") or ""), context)
         token = self.memory.keep(reply, user, guarded=True)
-        message = render_reply(reply, token)
+        message = render_reply(reply, token, whole=FULL_IN_DM)
         respond(command["response_url"], message, ephemeral=reply.ephemeral)
         if message.truncated and message.full_report:  # private answer, so the file goes to a DM
             try:
@@ -387,7 +389,9 @@ class SlackBot:
             respond(body["response_url"], render_notice("That answer has expired; run /whyfailed again to share it."))
             return
         reply = kept.reply
-        shared = render_reply(Reply(reply.kind, reply.text, reply.report, reply.articles, ephemeral=False), token)
+        # a cut report is not attached again in the channel (the bot may not even be a member there)
+        public = Reply(reply.kind, reply.text, reply.report, reply.articles, ephemeral=False)
+        shared = render_reply(public, token, whole=FULL_WITH_REQUESTER)
         by = f"Shared by <@{body['user']['id']}>"  # a real mention, ours: the person who shared it
         shared.blocks.append(context_block(by))
         respond(body["response_url"], shared, ephemeral=False)
