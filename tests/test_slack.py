@@ -356,6 +356,27 @@ def test_slash_address_in_an_allowed_channel_answers_and_can_be_shared(harness):
 
 
 @pytest.mark.slow
+def test_every_slash_command_is_audited_with_who_what_outcome_and_when(harness):
+    asked = [
+        ("help", "U0ANNA", "help", "help"),
+        ("kb", "U0BOB", "kb 5.7.1", "answered: kb"),
+        ("nokb", "U0BOB", "kb zzzqqq", "answered: kb, no match"),
+        ("bare", "U0BOB", "kb", "bad request"),
+        ("why", "U0ANNA", "ops@slow.example.net --since 3650d", "answered: 1 stories"),
+    ]
+    started = time.time()
+    for name, user, text, _ in asked:  # one at a time, so the rows come in this order
+        harness.slack.command(text, user=user, channel="C0OPS", name=name)
+        harness.api.wait_for(lambda calls, name=name: [c for c in calls if c.path.endswith("/" + name)])
+    ended = time.time()
+    rows = list(Store(harness.settings.db).db.query("select * from audit order by rowid"))
+    assert [(r["surface"], r["user"], r["channel"], r["query"], r["outcome"]) for r in rows] == [
+        ("slack", user, "C0OPS", text, outcome) for _, user, text, outcome in asked
+    ]
+    assert all(started <= r["time"] <= ended for r in rows)
+
+
+@pytest.mark.slow
 def test_slash_address_elsewhere_is_politely_refused_and_audited(harness):
     harness.slack.command("ops@slow.example.net", user="U0EVE", channel="C0RANDOM")
     [answer] = harness.api.wait_calls("response")
