@@ -182,18 +182,38 @@ def _button(blocks: list[dict], action_id: str) -> str:
     )
 
 
-@pytest.mark.slow
-def test_requests_without_a_valid_fresh_signature_are_refused(harness):
-    body = harness.slack.event_body(message_event(slackify(LOG.read_text()), "1700000001.000100"))
-    status, _ = harness.slack.post(body, "application/json", secret="0" * 32)
-    assert status == 401
-    status, _ = harness.slack.post(body, "application/json", timestamp=int(time.time()) - 600)
-    assert status == 401
-    # our signer is Slack's algorithm, as slack_sdk computes it
-    stamp = str(int(time.time()))
+def test_our_signer_is_slacks_algorithm():
+    body, stamp = '{"type": "event_callback"}', str(int(time.time()))
     assert signature(SECRET, stamp, body) == SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body)
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["event", "slash command", "interactive"])
+@pytest.mark.parametrize("forged", ["bad signature", "stale timestamp"])
+def test_requests_without_a_valid_fresh_signature_are_refused(harness, kind, forged):
+    sender = harness.slack
+    body, content_type, answered = {
+        "event": (
+            sender.event_body(message_event(slackify(LOG.read_text()), "1.1")),
+            "application/json",
+            "chat.postMessage",
+        ),
+        "slash command": (sender.command_body("help"), FORM, "response"),
+        "interactive": (
+            sender.interactive_body(block_action("feedback_helpful", "mailbox-full|x:0", "1.2", harness.api)),
+            FORM,
+            "chat.postEphemeral",
+        ),
+    }[kind]
+    wrong = {"secret": "0" * 32} if forged == "bad signature" else {"timestamp": int(time.time()) - 600}
+    assert sender.post(body, content_type, **wrong)[0] == 401
+    # the same body, rightly signed, is taken: the refusal was the signature's alone
+    assert sender.post(body, content_type)[0] == 200
     harness.drain()
-    assert not harness.api.made("chat.postMessage")
+    assert len(harness.api.made(answered)) == 1
 
 
 @pytest.mark.slow
@@ -356,6 +376,21 @@ def test_slash_address_in_an_allowed_channel_answers_and_can_be_shared(harness):
 
 
 @pytest.mark.slow
+def test_slash_domain_answers_with_the_domains_failures_timeline_and_diagnosis(harness):
+    harness.slack.command("@slow.example.net --since 3650d", name="domain")
+    [answer] = harness.api.wait_calls("response")
+    blocks = _blocks(answer)
+    assert answer.args["response_type"] == "ephemeral" and check_blocks(blocks) == []
+    shown = "\n".join(texts(blocks))
+    assert "*✗ ops@slow.example.net* — bounced" in shown
+    assert "*Diagnosis:* " in shown and "(`mailbox-full`, confidence" in shown
+    timeline = shown.split("*Timeline:*\n", 1)[1].split("\n*", 1)[0].splitlines()
+    assert [line.split(" ", 4)[3] for line in timeline] == ["deferred", "deferred:", "bounced:"]
+    assert "552 5.2.2 &lt;ops@slow.example.net&gt;: Mailbox full, quota exceeded" in timeline[-1]
+    assert "carl@partner.example" not in shown  # another domain, and delivered
+
+
+@pytest.mark.slow
 def test_every_slash_command_is_audited_with_who_what_outcome_and_when(harness):
     asked = [
         ("help", "U0ANNA", "help", "help"),
@@ -431,6 +466,37 @@ def test_evidence_of_a_shared_answer_is_only_for_the_requester_and_those_who_may
 
 
 @pytest.mark.slow
+def test_read_the_article_shows_it_to_the_clicker_alone(harness):
+    from bot.knowledge import load_articles
+
+    ts = "1700000610.000100"
+    harness.slack.event(message_event(slackify(LOG.read_text()), ts))
+    [post] = harness.api.wait_calls("chat.postMessage")
+    value = _button(_blocks(post), "show_article")
+    assert value == "mailbox-full"
+    harness.slack.interactive(block_action("show_article", value, "1700000610.000900", harness.api, thread_ts=ts))
+    [shown] = harness.api.wait_calls("chat.postEphemeral")
+    assert shown.args["user"] == "U0ANNA" and shown.args["thread_ts"] == ts
+    blocks = _blocks(shown)
+    assert check_blocks(blocks) == [] and blocks[0]["type"] == "header"
+    assert blocks[0]["text"]["text"] == load_articles()["mailbox-full"].title
+    assert "*What happened*" in texts(blocks)[0] and "`whyfailed kb mailbox-full`" in texts(blocks)[-1]
+    harness.drain()
+    assert len(harness.api.made("chat.postMessage")) == 1  # nothing more in the channel
+
+
+@pytest.mark.slow
+def test_an_unfenced_plain_text_paste_is_answered(harness):
+    ts = "1700000620.000100"
+    harness.slack.event(message_event(slackify(LOG.read_text(), fenced=False), ts))
+    [post] = harness.api.wait_calls("chat.postMessage")
+    shown = "\n".join(texts(_blocks(post)))
+    assert post.args["thread_ts"] == ts and check_blocks(_blocks(post)) == []
+    assert "*✗ ops@slow.example.net* — bounced" in shown and "`mailbox-full`" in shown
+    assert "mailto:" not in shown and "http://mx" not in shown
+
+
+@pytest.mark.slow
 def test_helpful_and_not_helpful_are_stored_as_feedback(harness):
     ts = "1700000700.000100"
     harness.slack.event(message_event(slackify(LOG.read_text()), ts))
@@ -490,9 +556,9 @@ def test_http_429_is_retried_after_retry_after(harness):
     assert post.at - limited.at >= 1.0 and post.args["thread_ts"] == "1700000900.000100"
 
 
-@pytest.mark.slow
-def test_the_message_shortcut_diagnoses_any_message(harness):
-    payload = {
+def _shortcut(api: FakeSlackAPI, ts: str) -> dict:
+    """The message shortcut's payload, as Slack sends it for a message holding LOG."""
+    return {
         "type": "message_action",
         "callback_id": "diagnose_delivery_problem",
         "trigger_id": "1.2.3",
@@ -501,10 +567,14 @@ def test_the_message_shortcut_diagnoses_any_message(harness):
         "team": {"id": "T0001", "domain": "fake"},
         "user": {"id": "U0ANNA", "name": "anna"},
         "channel": {"id": "C0OPS", "name": "ops"},
-        "response_url": harness.api.response_url("shortcut"),
-        "message": {"type": "message", "user": "U0BOB", "ts": "1700001000.000100", "text": slackify(LOG.read_text())},
+        "response_url": api.response_url("shortcut"),
+        "message": {"type": "message", "user": "U0BOB", "ts": ts, "text": slackify(LOG.read_text())},
     }
-    status, _ = harness.slack.interactive(payload)
+
+
+@pytest.mark.slow
+def test_the_message_shortcut_diagnoses_any_message(harness):
+    status, _ = harness.slack.interactive(_shortcut(harness.api, "1700001000.000100"))
     assert status == 200
     [post] = harness.api.wait_calls("chat.postMessage")
     assert post.args["thread_ts"] == "1700001000.000100" and "mailbox-full" in _all_text(post)
@@ -581,27 +651,47 @@ def test_an_error_is_logged_and_apologised_for_never_shown(tmp_path):
 
 
 @pytest.mark.slow
-def test_socket_mode_connects_acks_and_dispatches(tmp_path):
+def test_socket_mode_connects_acks_and_dispatches_events_commands_and_clicks(tmp_path):
     api = FakeSlackAPI(BOT_TOKEN, APP_TOKEN)
+    sender = SlackSender("", "", api)
     event = message_event(slackify(LOG.read_text()), "1700002000.000100")
-    envelope = {
-        "envelope_id": "57d6a792-4d35-4d0b-b6aa-3361493e1caf",
-        "type": "events_api",
-        "accepts_response_payload": False,
-        "retry_attempt": 0,
-        "retry_reason": "",
-        "payload": json.loads(SlackSender("", "", api).event_body(event, "Ev0SOCKET")),
-    }
-    ws = FakeSocketModeServer([envelope])
+    envelopes = [  # the three kinds of envelope Slack sends an app like ours, shaped as Slack shapes them
+        {
+            "envelope_id": "57d6a792-4d35-4d0b-b6aa-3361493e1caf",
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": json.loads(sender.event_body(event, "Ev0SOCKET")),
+        },
+        {
+            "envelope_id": "a1c3e5f7-slash",
+            "type": "slash_commands",
+            "accepts_response_payload": True,
+            "payload": sender.command_form("kb 5.7.1", name="socket-kb"),
+        },
+        {
+            "envelope_id": "b2d4f6a8-interactive",
+            "type": "interactive",
+            "accepts_response_payload": False,
+            "payload": _shortcut(api, "1700002001.000100"),
+        },
+    ]
+    ws = FakeSocketModeServer(envelopes)
     api.ws_url = ws.url
     slack = SlackSettings.load(bot_token=BOT_TOKEN, app_token=APP_TOKEN, mode="socket", api_url=api.api_url)
     handler = socket_mode_handler(create_app(Settings(db=str(tmp_path / "w.db")), slack=slack), slack)
     try:
         handler.connect()
-        assert ws.wait_ack(envelope["envelope_id"]) == {"envelope_id": envelope["envelope_id"]}
-        [post] = api.wait_calls("chat.postMessage")
-        assert post.args["thread_ts"] == "1700002000.000100" and "mailbox-full" in _all_text(post)
-        assert api.made("apps.connections.open")[0].args.get("token", APP_TOKEN) == APP_TOKEN
+        for envelope in envelopes:  # an empty ack: the envelope id and nothing else
+            assert ws.wait_ack(envelope["envelope_id"]) == {"envelope_id": envelope["envelope_id"]}
+        posts = {p.args["thread_ts"]: _all_text(p) for p in api.wait_calls("chat.postMessage", 2)}
+        assert set(posts) == {"1700002000.000100", "1700002001.000100"}  # the event, the shortcut's message
+        assert all("mailbox-full" in text for text in posts.values())
+        [answer] = api.wait_calls("response")
+        assert answer.path.endswith("/socket-kb") and _blocks(answer)[0]["type"] == "header"
+        [connect] = api.made("apps.connections.open")
+        assert connect.headers["Authorization"] == f"Bearer {APP_TOKEN}"  # the app-level token, not the bot's
     finally:
         handler.close()
         ws.close()
