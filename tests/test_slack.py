@@ -350,6 +350,83 @@ def test_http_429_on_response_url_waits_retry_after_and_answers_once(harness):
     assert len(harness.api.made("response")) == 1 and "/whyfailed kb QUERY" in _all_text(answer)
 
 
+def _file_share(ts: str, *files: dict, text: str = "can someone look at this?") -> dict:
+    return message_event(text, ts, subtype="file_share", files=list(files))
+
+
+@pytest.fixture
+def elsewhere():
+    """A second server, not Slack's: addressed as localhost, a host the bot must not trust."""
+    api = FakeSlackAPI(BOT_TOKEN)
+    yield api, f"http://localhost:{api.server.server_port}"
+    api.close()
+
+
+@pytest.mark.slow
+def test_a_file_with_its_url_private_inline_is_downloaded_without_files_info(harness):
+    file = harness.api.add_file("F0INLINE", "mail.log", LOG.read_bytes())
+    harness.slack.event(_file_share("1700000410.000100", file))
+    [post] = harness.api.wait_calls("chat.postMessage")
+    assert "mailbox-full" in _all_text(post)
+    [download] = harness.api.made("download")
+    assert download.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert not harness.api.made("files.info")
+
+
+@pytest.mark.slow
+def test_an_image_is_not_downloaded_and_gets_no_reply(harness):
+    harness.api.add_file("F0PNG", "screenshot.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png", "png")
+    harness.slack.event(_file_share("1700000420.000100", {"id": "F0PNG", "file_access": "check_file_info"}))
+    harness.drain()
+    assert harness.api.made("files.info") and not harness.api.made("download")
+    assert not harness.api.made("chat.postMessage")
+
+
+@pytest.mark.slow
+def test_a_text_file_holding_nul_bytes_gets_no_reply(harness):
+    harness.api.add_file("F0NUL", "mail.log", LOG.read_bytes().replace(b"\n", b"\n\x00", 1))
+    harness.slack.event(_file_share("1700000430.000100", {"id": "F0NUL", "file_access": "check_file_info"}))
+    harness.drain()
+    assert len(harness.api.made("download")) == 1 and not harness.api.made("chat.postMessage")
+
+
+@pytest.mark.slow
+def test_an_oversize_file_is_read_up_to_the_limit_and_says_so(tmp_path):
+    running, stop = _start(tmp_path, max_paste_bytes=4000)
+    try:
+        filler = "".join(f"Nov 27 13:00:{i % 60:02d} mx1 postfix/anvil[77]: statistics: idle\n" for i in range(400))
+        running.api.add_file("F0BIG", "mail.log", (LOG.read_text() + filler).encode())
+        running.slack.event(_file_share("1700000440.000100", {"id": "F0BIG", "file_access": "check_file_info"}))
+        [post] = running.api.wait_calls("chat.postMessage")
+        assert "Only the first 4 kB were read." in _all_text(post) and "mailbox-full" in _all_text(post)
+    finally:
+        stop()
+
+
+@pytest.mark.slow
+def test_a_file_on_a_foreign_host_is_not_fetched_with_the_bot_token(harness, elsewhere):
+    foreign, base = elsewhere
+    file = {**harness.api.add_file("F0EVIL", "mail.log", LOG.read_bytes())}
+    file["url_private"] = file["url_private_download"] = f"{base}/files-pri/T0001-F0EVIL/mail.log"
+    harness.slack.event(_file_share("1700000450.000100", file))
+    [post] = harness.api.wait_calls("chat.postMessage")
+    assert "I could not download mail.log: the file is not hosted by Slack." in _all_text(post)
+    harness.drain()
+    assert foreign.calls == [] and not harness.api.made("download")  # no request at all, so none with the token
+
+
+@pytest.mark.slow
+def test_a_redirect_from_the_file_host_is_refused(harness, elsewhere):
+    foreign, base = elsewhere
+    harness.api.add_file("F0MOVED", "mail.log", LOG.read_bytes())
+    harness.api.redirect_file("F0MOVED", f"{base}/files-pri/T0001-F0MOVED/mail.log")
+    harness.slack.event(_file_share("1700000460.000100", {"id": "F0MOVED", "file_access": "check_file_info"}))
+    [post] = harness.api.wait_calls("chat.postMessage")
+    assert "I could not download mail.log: the download was redirected (HTTP 302)" in _all_text(post)
+    [redirected] = [c for c in harness.api.calls if c.method == "download"]
+    assert redirected.status == 302 and foreign.calls == []  # the token never followed the redirect
+
+
 @pytest.mark.slow
 def test_slash_kb_finds_the_article_for_a_code(harness):
     harness.slack.command("kb 5.7.1")

@@ -235,22 +235,29 @@ class SlackBot:
         """The message's text and its text files, as pasted; and what could not be read."""
         parts, names, problems = [unslack(message.get("text") or "", bot_id)], [], []
         for file in message.get("files") or []:
+            name = file.get("name")
             try:
-                content = self._download(file, client)
+                info = self._file_info(file, client)
+                name = info.get("name") or name  # a check_file_info stub has none: files.info does
+                content = self._download(info, client)
             except (OSError, SlackApiError, ValueError) as error:
                 log.warning("could not read file %s: %s", file.get("id"), error)
-                problems.append(f"I could not download {file.get('name') or 'the file'} ({error}).")
+                problems.append(f"I could not download {name or 'the file'}: {error}.")
                 continue
             if content is not None:
                 parts.append(content)
-                names.append(file.get("name") or file.get("id") or "file")
+                names.append(name or file.get("id") or "file")
         return "\n".join(p for p in parts if p), ", ".join(names) or "message", problems
 
-    def _download(self, file: dict, client: WebClient) -> str | None:
-        """A shared file's text, at most max_paste_bytes (+1 so the core notes the cut)."""
-        info = file
+    @staticmethod
+    def _file_info(file: dict, client: WebClient) -> dict:
+        """The event's file object when it is complete, else files.info's."""
         if file.get("file_access") == "check_file_info" or not file.get("url_private"):
-            info = client.files_info(file=file["id"])["file"]
+            return client.files_info(file=file["id"])["file"]
+        return file
+
+    def _download(self, info: dict, client: WebClient) -> str | None:
+        """A shared file's text, at most max_paste_bytes (+1 so the core notes the cut)."""
         mimetype, filetype = info.get("mimetype") or "", info.get("filetype") or ""
         if not (mimetype.startswith("text/") or mimetype == "message/rfc822" or filetype in TEXT_FILETYPES):
             return None  # images, PDFs, archives: not ours to read
@@ -426,7 +433,7 @@ class SlackBot:
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     # urllib would carry the Authorization header (our bot token) to wherever a redirect points
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise OSError(f"the file download was redirected (HTTP {code})")
+        raise OSError(f"the download was redirected (HTTP {code}), and I do not follow redirects with the bot token")
 
 
 _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
