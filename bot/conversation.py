@@ -31,6 +31,8 @@ Commands:
 
 # An address: a bounded local part (no nested quantifiers, so no backtracking) then @domain.
 _ADDRESS = re.compile(r"([A-Za-z0-9._%+=-])[A-Za-z0-9._%+=-]{0,63}@([A-Za-z0-9.-]{1,253})")
+# A local part with no domain, as Postfix logs a local sender or recipient: from=<anna>, to=<root>.
+_BARE_LOCAL = re.compile(r"\b((?:from|to|orig_to)=<)([A-Za-z0-9._%+=-])[A-Za-z0-9._%+=-]{0,63}>")
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,12 @@ def looks_like_mail_log(report: Report) -> bool:
 
 
 def redact(text: str | None) -> str | None:
-    """j.smith@example.org -> j***@example.org: who can be named in a channel is not ours to decide."""
+    """j.smith@example.org -> j***@example.org, from=<anna> -> from=<a***>: who can be named in a
+    channel is not ours to decide."""
     if text is None:
         return None
-    return _ADDRESS.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    text = _ADDRESS.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    return _BARE_LOCAL.sub(lambda m: f"{m.group(1)}{m.group(2)}***>", text)
 
 
 def redact_report(report: Report) -> Report:

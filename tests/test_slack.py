@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -708,6 +709,37 @@ def test_a_private_answer_too_big_for_one_message_sends_the_full_report_to_a_dm(
         assert FULL_WITH_REQUESTER in _all_text(shared) and "attached" not in _all_text(shared)
         running.drain()
         assert len(running.api.uploads) == 1
+    finally:
+        stop()
+
+
+@pytest.mark.slow
+def test_redaction_reaches_every_message_the_adapter_sends(tmp_path):
+    running, stop = _start(tmp_path, redact_local_parts=True)
+    try:
+        ts, big = "1700001250.000100", "1700001251.000100"
+        running.slack.event(message_event(slackify(LOG.read_text()), ts))
+        [post] = running.api.wait_calls("chat.postMessage")
+        value = _button(_blocks(post), "show_evidence")
+        running.slack.interactive(block_action("show_evidence", value, "1700001250.000900", running.api, thread_ts=ts))
+        [evidence] = running.api.wait_calls("chat.postEphemeral")
+        running.slack.event(message_event(slackify(_many_recipients(40)), big))
+        running.api.wait_calls("files.completeUploadExternal")
+        [upload] = running.api.uploads
+        sent = {
+            "reply": _all_text(post),
+            "evidence": _all_text(evidence),
+            "big reply": _all_text(running.api.made("chat.postMessage")[1]),
+            "file": upload.decode(),
+        }
+        # every local part the logs name: in addresses, and alone (Postfix's pickup line: from=<anna>)
+        local_parts = set(re.findall(r"(?:from|to)=<([\w.+-]+)[@>]", LOG.read_text() + _many_recipients(40)))
+        assert {"anna", "ops", "carl", "user0", "user39"} <= local_parts
+        for where, text in sent.items():
+            for local in local_parts:
+                assert not re.search(rf"\b{re.escape(local)}\b", text), (where, local)
+        assert "o***@slow.example.net" in sent["reply"] and "o***@slow.example.net" in sent["evidence"]
+        assert "u***@slow.example.net" in sent["file"] and "a***@example.com" in sent["file"]
     finally:
         stop()
 
