@@ -2,7 +2,7 @@
 
 Each listener acks, turns Slack's payload into the core's call, renders the Reply as Block Kit
 (bot.render.slack) and sends it. Nothing here parses a log. What is Slack's alone lives here:
-undoing Slack's rewriting of pasted text, downloading shared files, answering in threads,
+undoing Slack's rewriting of pasted text, reading shared files (slack_files), answering in threads,
 ignoring Slack's retries, and remembering (bounded, in memory) which report a button refers to.
 """
 
@@ -14,7 +14,6 @@ import secrets
 import sqlite3
 import threading
 import time
-import urllib.request
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from bot.adapters.slack_files import file_info, read_text_file
 from bot.adapters.slack_settings import SlackSettings
 from bot.conversation import Context, Conversation, Reply, store_audit
 from bot.render.slack import (
@@ -60,7 +60,6 @@ NOT_A_LOG = (
     "Paste log lines (a code block is fine) or try /whyfailed help."
 )
 HANDLED_SUBTYPES = (None, "file_share", "thread_broadcast")  # others are edits, joins, bots...
-TEXT_FILETYPES = {"text", "log", "plain", "eml", "email", "csv", "json", "diff", "markdown", "yaml", "xml", "shell"}
 RATE_LIMIT_RETRIES = 3
 
 # --- Slack's rewriting, undone ---------------------------------------------------------------
@@ -237,9 +236,9 @@ class SlackBot:
         for file in message.get("files") or []:
             name = file.get("name")
             try:
-                info = self._file_info(file, client)
+                info = file_info(file, client)
                 name = info.get("name") or name  # a check_file_info stub has none: files.info does
-                content = self._download(info, client)
+                content = read_text_file(info, client, self._trusted_hosts, self.settings.max_paste_bytes)
             except (OSError, SlackApiError, ValueError) as error:
                 log.warning("could not read file %s: %s", file.get("id"), error)
                 problems.append(f"I could not download {name or 'the file'}: {error}.")
@@ -248,28 +247,6 @@ class SlackBot:
                 parts.append(content)
                 names.append(name or file.get("id") or "file")
         return "\n".join(p for p in parts if p), ", ".join(names) or "message", problems
-
-    @staticmethod
-    def _file_info(file: dict, client: WebClient) -> dict:
-        """The event's file object when it is complete, else files.info's."""
-        if file.get("file_access") == "check_file_info" or not file.get("url_private"):
-            return client.files_info(file=file["id"])["file"]
-        return file
-
-    def _download(self, info: dict, client: WebClient) -> str | None:
-        """A shared file's text, at most max_paste_bytes (+1 so the core notes the cut)."""
-        mimetype, filetype = info.get("mimetype") or "", info.get("filetype") or ""
-        if not (mimetype.startswith("text/") or mimetype == "message/rfc822" or filetype in TEXT_FILETYPES):
-            return None  # images, PDFs, archives: not ours to read
-        url = info.get("url_private_download") or info.get("url_private") or ""
-        if urlparse(url).hostname not in self._trusted_hosts:
-            raise ValueError("the file is not hosted by Slack")  # never send the bot token elsewhere
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {client.token}"})
-        with _NO_REDIRECTS.open(request, timeout=15) as answer:
-            data = answer.read(self.settings.max_paste_bytes + 1)
-        if b"\x00" in data[:8192]:
-            return None
-        return data.decode("utf-8", "replace")
 
     def _post(self, client: WebClient, channel: str, thread_ts: str, message: SlackMessage) -> None:
         client.chat_postMessage(
@@ -428,15 +405,6 @@ class SlackBot:
                 client.chat_postMessage(channel=event["channel"], thread_ts=thread_ts, text=APOLOGY)
         except Exception as second:  # the apology itself failed (Slack down?): the log has both
             log.error("could not apologise: %r", second)
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    # urllib would carry the Authorization header (our bot token) to wherever a redirect points
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise OSError(f"the download was redirected (HTTP {code}), and I do not follow redirects with the bot token")
-
-
-_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def save_feedback(db_path: str, **row) -> None:
