@@ -698,6 +698,7 @@ def test_a_private_answer_too_big_for_one_message_sends_the_full_report_to_a_dm(
         assert opened.args["users"] == "U0ANNA"
         [done] = running.api.wait_calls("files.completeUploadExternal")
         assert done.args["channel_id"] == "D0001"  # the DM, never the channel the command came from
+        assert opened.at <= running.api.made("files.getUploadURLExternal")[0].at  # the DM first, then the upload
         [report] = [upload.decode() for upload in running.api.uploads]
         for i in range(40):
             assert f"user{i}@slow.example.net: bounced" in report  # every recipient, as in the log
