@@ -31,6 +31,8 @@ Commands:
 
 # An address: a bounded local part (no nested quantifiers, so no backtracking) then @domain.
 _ADDRESS = re.compile(r"([A-Za-z0-9._%+=-])[A-Za-z0-9._%+=-]{0,63}@([A-Za-z0-9.-]{1,253})")
+# A local part with no domain, as Postfix logs a local sender or recipient: from=<anna>, to=<root>.
+_BARE_LOCAL = re.compile(r"\b((?:from|to|orig_to)=<)([A-Za-z0-9._%+=-])[A-Za-z0-9._%+=-]{0,63}>")
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,12 @@ def looks_like_mail_log(report: Report) -> bool:
 
 
 def redact(text: str | None) -> str | None:
-    """j.smith@example.org -> j***@example.org: who can be named in a channel is not ours to decide."""
+    """j.smith@example.org -> j***@example.org, from=<anna> -> from=<a***>: who can be named in a
+    channel is not ours to decide."""
     if text is None:
         return None
-    return _ADDRESS.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    text = _ADDRESS.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    return _BARE_LOCAL.sub(lambda m: f"{m.group(1)}{m.group(2)}***>", text)
 
 
 def redact_report(report: Report) -> Report:
@@ -109,20 +113,27 @@ class Conversation:
     # --- /whyfailed -----------------------------------------------------------------------
 
     def on_command(self, arguments: str, context: Context) -> Reply:
+        """Every command is audited, not only the ones that show log data: who asked what, and when,
+        is the record an admin reads to see how the bot is used (and misused)."""
         words = arguments.strip().split()
         if not words or words[0].lower() in ("help", "-h", "--help", "?"):
+            self._audit(context, " ".join(words)[:300] or "help", "help")
             return Reply("help", text=HELP, ephemeral=True)
         if words[0].lower() == "kb":
-            query = " ".join(words[1:])
-            if not query:
-                return Reply(
-                    "notice", text="Usage: /whyfailed kb QUERY (words, an id, or a code like 5.7.1)", ephemeral=True
-                )
-            found = search_articles(query[:200])
-            if not found:
-                return Reply("notice", text="No article matches that. Try a reply code or other words.", ephemeral=True)
-            return Reply("articles", articles=found, ephemeral=True)
+            return self._kb(" ".join(words[1:]), context)
         return self._why(words, context)
+
+    def _kb(self, query: str, context: Context) -> Reply:
+        if not query:
+            self._audit(context, "kb", "bad request")
+            return Reply(
+                "notice", text="Usage: /whyfailed kb QUERY (words, an id, or a code like 5.7.1)", ephemeral=True
+            )
+        found = search_articles(query[:200])
+        self._audit(context, f"kb {query}"[:300], "answered: kb" if found else "answered: kb, no match")
+        if not found:
+            return Reply("notice", text="No article matches that. Try a reply code or other words.", ephemeral=True)
+        return Reply("articles", articles=found, ephemeral=True)
 
     def may_query(self, context: Context) -> bool:
         """/whyfailed ADDRESS shows log data: only where and to whom it was allowed."""

@@ -2,7 +2,8 @@
 
 - `FakeSlackAPI`: a Web API server (Slack-shaped JSON, bearer tokens, files and their
   downloads, response_url endpoints, upload URLs, apps.connections.open) that records every
-  call and can answer one call with HTTP 429 + Retry-After.
+  call, keeps uploaded bytes, can answer one call (or one response_url post) with HTTP 429 +
+  Retry-After, and can hold response_url posts until the test releases them.
 - `SlackSender`: posts events, slash commands and interactive payloads the way Slack does:
   the same content types and field names, signed with v0=HMAC-SHA256("v0:{ts}:{body}").
 - `FakeSocketModeServer`: a WebSocket server speaking the Socket Mode envelope protocol.
@@ -42,10 +43,14 @@ class FakeSlackAPI:
         self.calls: list[Call] = []
         self.files: dict[str, dict] = {}
         self.contents: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
         self.usergroups: list[dict] = []
         self.ws_url = ""
         self._ts = 1_700_000_000
         self._rate_limited: dict[str, int] = {}
+        self._held: dict[str, threading.Event] = {}
+        self.holding = 0  # requests waiting behind hold()
+        self.uploads: list[bytes] = []
         self._changed = threading.Condition()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
@@ -63,14 +68,16 @@ class FakeSlackAPI:
     def response_url(self, name: str) -> str:
         return f"{self.base_url}response/{name}"
 
-    def add_file(self, file_id: str, name: str, content: bytes, mimetype: str = "text/plain") -> dict:
+    def add_file(
+        self, file_id: str, name: str, content: bytes, mimetype: str = "text/plain", filetype: str = "text"
+    ) -> dict:
         self.contents[file_id] = content
         self.files[file_id] = {
             "id": file_id,
             "name": name,
             "title": name,
             "mimetype": mimetype,
-            "filetype": "text",
+            "filetype": filetype,
             "size": len(content),
             "mode": "hosted",
             "url_private": f"{self.base_url}files-pri/T0001-{file_id}/{name}",
@@ -79,7 +86,30 @@ class FakeSlackAPI:
         return self.files[file_id]
 
     def rate_limit_next(self, method: str, retry_after: int = 1) -> None:
+        """The next call of METHOD (a Web API method, or "response" for response_url) gets a 429."""
         self._rate_limited[method] = retry_after
+
+    def redirect_file(self, file_id: str, location: str) -> None:
+        """Downloads of FILE_ID answer 302 to LOCATION, token or not (a CDN hop, or a trick)."""
+        self.redirects[file_id] = location
+
+    def hold(self, kind: str = "response") -> None:
+        """Keep requests to /KIND/ waiting (unanswered, unrecorded) until release(KIND)."""
+        self._held[kind] = threading.Event()
+
+    def release(self, kind: str = "response") -> None:
+        self._held.pop(kind).set()
+
+    def _wait_if_held(self, kind: str) -> None:
+        gate = self._held.get(kind)
+        if gate is None:
+            return
+        with self._changed:
+            self.holding += 1
+            self._changed.notify_all()
+        gate.wait(2 * WAIT)  # longer than a sender waits: an ack stuck behind this times out and fails
+        with self._changed:
+            self.holding -= 1
 
     def record(self, call: Call) -> None:
         with self._changed:
@@ -179,6 +209,7 @@ def _handler(api: FakeSlackAPI):
         def _args(self) -> dict:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            self.raw = raw
             args = dict(parse_qsl(urlparse(self.path).query))
             kind = self.headers.get("Content-Type") or ""
             if "json" in kind and raw:
@@ -200,30 +231,37 @@ def _handler(api: FakeSlackAPI):
             self._route()
 
         def _route(self):
+            arrived = time.monotonic()
             path = urlparse(self.path).path
             args, headers = self._args(), dict(self.headers)
-            if path.startswith("/api/"):
-                method = path[len("/api/") :]
-                if method in api._rate_limited:
-                    retry_after = api._rate_limited.pop(method)
-                    api.record(Call(method, args, headers, status=429, path=path))
-                    body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
-                    return self._send(429, body, headers=[("Retry-After", str(retry_after))])
+            kind = path.split("/")[1]
+            method = path[len("/api/") :] if kind == "api" else kind
+            if method in api._rate_limited:
+                retry_after = api._rate_limited.pop(method)
+                api.record(Call(method, args, headers, status=429, path=path, at=arrived))
+                body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                return self._send(429, body, headers=[("Retry-After", str(retry_after))])
+            if kind == "api":
                 answer = api.answer(method, args, self._token(args))
                 api.record(Call(method, args, headers, path=path))
                 return self._send(200, json.dumps(answer).encode())
             if path.startswith("/files-pri/"):
                 file_id = path.split("/")[2].split("-", 1)[1]
+                if file_id in api.redirects:
+                    api.record(Call("download", args, headers, status=302, path=path))
+                    return self._send(302, b"", "text/html", headers=[("Location", api.redirects[file_id])])
                 if self._token(args) != api.bot_token:  # what Slack does without the token: a login page
                     api.record(Call("download", args, headers, status=302, path=path))
                     return self._send(302, b"", "text/html", headers=[("Location", "https://fake.slack.com/")])
                 api.record(Call("download", args, headers, path=path))
                 return self._send(200, api.contents[file_id], "text/plain")
             if path.startswith("/upload/"):
+                api.uploads.append(self.raw)
                 api.record(Call("upload", args, headers, path=path))
                 return self._send(200, f"OK - {args.get('_bytes', 0)}".encode(), "text/plain")
             if path.startswith("/response/"):
-                api.record(Call("response", args, headers, path=path))
+                api._wait_if_held("response")
+                api.record(Call("response", args, headers, path=path, at=arrived))
                 return self._send(200, b"ok", "text/plain")
             return self._send(404, b"not found", "text/plain")
 
@@ -285,8 +323,11 @@ class SlackSender:
     def event(self, event: dict, event_id: str | None = None, headers: dict | None = None) -> tuple[int, str]:
         return self.post(self.event_body(event, event_id), "application/json", headers)
 
-    def command(self, text: str, user: str = "U0ANNA", channel: str = "C0OPS", name: str = "cmd") -> tuple[int, str]:
-        form = {
+    def command_body(self, text: str, user: str = "U0ANNA", channel: str = "C0OPS", name: str = "cmd") -> str:
+        return urlencode(self.command_form(text, user, channel, name))
+
+    def command_form(self, text: str, user: str = "U0ANNA", channel: str = "C0OPS", name: str = "cmd") -> dict:
+        return {
             "token": "legacy-verification-token",
             "team_id": "T0001",
             "team_domain": "fake",
@@ -301,10 +342,16 @@ class SlackSender:
             "response_url": self.api.response_url(name),
             "trigger_id": "1.2.3",
         }
-        return self.post(urlencode(form), "application/x-www-form-urlencoded")
+
+    def command(self, text: str, user: str = "U0ANNA", channel: str = "C0OPS", name: str = "cmd") -> tuple[int, str]:
+        return self.post(self.command_body(text, user, channel, name), "application/x-www-form-urlencoded")
+
+    @staticmethod
+    def interactive_body(payload: dict) -> str:
+        return urlencode({"payload": json.dumps(payload)})
 
     def interactive(self, payload: dict) -> tuple[int, str]:
-        return self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+        return self.post(self.interactive_body(payload), "application/x-www-form-urlencoded")
 
 
 def message_event(text: str, ts: str, channel: str = "C0OPS", user: str = "U0ANNA", **extra) -> dict:
@@ -428,14 +475,14 @@ def check_blocks(blocks: list[dict]) -> list[str]:
     return problems
 
 
-def texts(blocks: list[dict]) -> list[str]:
-    """Every mrkdwn string a message carries (what Slack would parse for mentions)."""
+def mrkdwn_objects(blocks: list[dict]) -> list[dict]:
+    """Every mrkdwn text object a message carries (what Slack would parse for mentions)."""
     found = []
 
     def walk(node):
         if isinstance(node, dict):
             if node.get("type") == "mrkdwn":
-                found.append(node["text"])
+                found.append(node)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -444,6 +491,11 @@ def texts(blocks: list[dict]) -> list[str]:
 
     walk(blocks)
     return found
+
+
+def texts(blocks: list[dict]) -> list[str]:
+    """Every mrkdwn string a message carries."""
+    return [item["text"] for item in mrkdwn_objects(blocks)]
 
 
 # --- Socket Mode ----------------------------------------------------------------------------------

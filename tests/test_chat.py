@@ -73,6 +73,7 @@ def test_redaction_hides_local_parts_in_channel_replies(tmp_path):
     ]
     assert all("ops@" not in t and "anna@" not in t for t in texts)
     assert redact("write to j.smith@example.org now") == "write to j***@example.org now"
+    assert redact("uid=1000 from=<anna> to=<>") == "uid=1000 from=<a***> to=<>"  # Postfix's local sender
 
 
 def test_oversized_paste_is_cut_with_a_note(tmp_path):

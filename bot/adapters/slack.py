@@ -2,7 +2,7 @@
 
 Each listener acks, turns Slack's payload into the core's call, renders the Reply as Block Kit
 (bot.render.slack) and sends it. Nothing here parses a log. What is Slack's alone lives here:
-undoing Slack's rewriting of pasted text, downloading shared files, answering in threads,
+undoing Slack's rewriting of pasted text, reading shared files (slack_files), answering in threads,
 ignoring Slack's retries, and remembering (bounded, in memory) which report a button refers to.
 """
 
@@ -14,9 +14,9 @@ import secrets
 import sqlite3
 import threading
 import time
-import urllib.request
 from collections import OrderedDict
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from slack_bolt import App, BoltResponse
@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from bot.adapters.slack_files import file_info, read_text_file
 from bot.adapters.slack_settings import SlackSettings
 from bot.conversation import Context, Conversation, Reply, store_audit
 from bot.render.slack import (
@@ -33,7 +34,10 @@ from bot.render.slack import (
     ACTION_HELPFUL,
     ACTION_NOT_HELPFUL,
     ACTION_SHARE,
+    FULL_IN_DM,
+    FULL_WITH_REQUESTER,
     SlackMessage,
+    context_block,
     render_article,
     render_evidence,
     render_notice,
@@ -47,12 +51,15 @@ COMMAND = "/whyfailed"
 SHORTCUT = "diagnose_delivery_problem"
 APOLOGY = "Sorry, something went wrong on my side while reading that. The error was logged; please try again later."
 FORGOTTEN = "That report is no longer in my memory (I was restarted, or it is old). Paste the log again."
+NOT_YOURS = (
+    "Sorry, the evidence behind a /whyfailed answer is mail log data, and /whyfailed is not enabled for you here. "
+    "Ask the person who shared it, or an admin to add this channel or your account to the allowed list."
+)
 NOT_A_LOG = (
     "That does not look like a mail log or a bounce message, so there is nothing to diagnose. "
     "Paste log lines (a code block is fine) or try /whyfailed help."
 )
 HANDLED_SUBTYPES = (None, "file_share", "thread_broadcast")  # others are edits, joins, bots...
-TEXT_FILETYPES = {"text", "log", "plain", "eml", "email", "csv", "json", "diff", "markdown", "yaml", "xml", "shell"}
 RATE_LIMIT_RETRIES = 3
 
 # --- Slack's rewriting, undone ---------------------------------------------------------------
@@ -86,6 +93,13 @@ def unslack(text: str, bot_user_id: str | None = None) -> str:
 # --- bounded memory ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Kept:
+    reply: Reply
+    user: str  # who asked for it
+    guarded: bool = False  # a /whyfailed answer: index data, shown only to whom may_query allows
+
+
 class _Memory:
     """What one process remembers, bounded so a busy workspace cannot grow it: the events and
     messages already answered, and the reports behind buttons (lost on restart, by design:
@@ -94,7 +108,7 @@ class _Memory:
     def __init__(self, seen: int = 4096, replies: int = 512):
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._replies: OrderedDict[str, tuple[Reply, str]] = OrderedDict()
+        self._replies: OrderedDict[str, Kept] = OrderedDict()
         self._sizes = (seen, replies)
 
     def first_time(self, key: str) -> bool:
@@ -106,15 +120,15 @@ class _Memory:
                 self._seen.popitem(last=False)
             return True
 
-    def keep(self, reply: Reply, user: str) -> str:
+    def keep(self, reply: Reply, user: str, guarded: bool = False) -> str:
         token = secrets.token_urlsafe(9)
         with self._lock:
-            self._replies[token] = (reply, user)
+            self._replies[token] = Kept(reply, user, guarded)
             while len(self._replies) > self._sizes[1]:
                 self._replies.popitem(last=False)
         return token
 
-    def recall(self, token: str) -> tuple[Reply, str] | None:
+    def recall(self, token: str) -> Kept | None:
         with self._lock:
             return self._replies.get(token)
 
@@ -220,34 +234,19 @@ class SlackBot:
         """The message's text and its text files, as pasted; and what could not be read."""
         parts, names, problems = [unslack(message.get("text") or "", bot_id)], [], []
         for file in message.get("files") or []:
+            name = file.get("name")
             try:
-                content = self._download(file, client)
+                info = file_info(file, client)
+                name = info.get("name") or name  # a check_file_info stub has none: files.info does
+                content = read_text_file(info, client, self._trusted_hosts, self.settings.max_paste_bytes)
             except (OSError, SlackApiError, ValueError) as error:
                 log.warning("could not read file %s: %s", file.get("id"), error)
-                problems.append(f"I could not download {file.get('name') or 'the file'} ({error}).")
+                problems.append(f"I could not download {name or 'the file'}: {error}.")
                 continue
             if content is not None:
                 parts.append(content)
-                names.append(file.get("name") or file.get("id") or "file")
+                names.append(name or file.get("id") or "file")
         return "\n".join(p for p in parts if p), ", ".join(names) or "message", problems
-
-    def _download(self, file: dict, client: WebClient) -> str | None:
-        """A shared file's text, at most max_paste_bytes (+1 so the core notes the cut)."""
-        info = file
-        if file.get("file_access") == "check_file_info" or not file.get("url_private"):
-            info = client.files_info(file=file["id"])["file"]
-        mimetype, filetype = info.get("mimetype") or "", info.get("filetype") or ""
-        if not (mimetype.startswith("text/") or mimetype == "message/rfc822" or filetype in TEXT_FILETYPES):
-            return None  # images, PDFs, archives: not ours to read
-        url = info.get("url_private_download") or info.get("url_private") or ""
-        if urlparse(url).hostname not in self._trusted_hosts:
-            raise ValueError("the file is not hosted by Slack")  # never send the bot token elsewhere
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {client.token}"})
-        with _NO_REDIRECTS.open(request, timeout=15) as answer:
-            data = answer.read(self.settings.max_paste_bytes + 1)
-        if b"\x00" in data[:8192]:
-            return None
-        return data.decode("utf-8", "replace")
 
     def _post(self, client: WebClient, channel: str, thread_ts: str, message: SlackMessage) -> None:
         client.chat_postMessage(
@@ -275,8 +274,8 @@ class SlackBot:
         user, channel = command["user_id"], command.get("channel_id")
         context = Context("slack", user, channel, self._user_groups(client, user))
         reply = self.conversation.on_command(unslack(command.get("text") or ""), context)
-        token = self.memory.keep(reply, user)
-        message = render_reply(reply, token)
+        token = self.memory.keep(reply, user, guarded=True)
+        message = render_reply(reply, token, whole=FULL_IN_DM)
         respond(command["response_url"], message, ephemeral=reply.ephemeral)
         if message.truncated and message.full_report:  # private answer, so the file goes to a DM
             try:
@@ -321,20 +320,27 @@ class SlackBot:
 
     # --- buttons ---------------------------------------------------------------------------
 
-    def _recall(self, value: str) -> tuple[Reply | None, int, str | None]:
-        token, _, index = value.rpartition(":")
-        kept = self.memory.recall(token)
-        if kept is None or not index.isdigit():
-            return None, 0, None
-        return kept[0], int(index), kept[1]
-
     def on_evidence(self, ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
-        reply, index, _ = self._recall(action.get("value") or "")
-        if reply is None or reply.report is None or index >= len(reply.report.deliveries):
+        token, _, index = (action.get("value") or "").rpartition(":")
+        kept = self.memory.recall(token)
+        report = kept.reply.report if kept else None
+        if report is None or not index.isdigit() or int(index) >= len(report.deliveries):
             self._tell(body, client, render_notice(FORGOTTEN))
             return
-        self._tell(body, client, render_evidence(reply.report.deliveries[index]))
+        if kept.guarded and not self._may_see(body, client, kept.user):
+            self._tell(body, client, render_notice(NOT_YOURS))
+            return
+        self._tell(body, client, render_evidence(report.deliveries[int(index)]))
+
+    def _may_see(self, body: dict, client: WebClient, requester: str) -> bool:
+        """A shared /whyfailed answer is seen by the whole channel; its evidence (more log lines)
+        only by the requester and by whoever could have run the query there themselves."""
+        clicker = body["user"]["id"]
+        if clicker == requester:
+            return True
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        return self.conversation.may_query(Context("slack", clicker, channel, self._user_groups(client, clicker)))
 
     def on_article(self, ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
@@ -363,13 +369,15 @@ class SlackBot:
         ack()
         token = action.get("value") or ""
         kept = self.memory.recall(token)
-        if kept is None or kept[1] != body["user"]["id"]:
+        if kept is None or kept.user != body["user"]["id"]:
             respond(body["response_url"], render_notice("That answer has expired; run /whyfailed again to share it."))
             return
-        reply = kept[0]
-        shared = render_reply(Reply(reply.kind, reply.text, reply.report, reply.articles, ephemeral=False), token)
+        reply = kept.reply
+        # a cut report is not attached again in the channel (the bot may not even be a member there)
+        public = Reply(reply.kind, reply.text, reply.report, reply.articles, ephemeral=False)
+        shared = render_reply(public, token, whole=FULL_WITH_REQUESTER)
         by = f"Shared by <@{body['user']['id']}>"  # a real mention, ours: the person who shared it
-        shared.blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": by}]})
+        shared.blocks.append(context_block(by))
         respond(body["response_url"], shared, ephemeral=False)
 
     def _tell(self, body: dict, client: WebClient, message: SlackMessage) -> None:
@@ -397,15 +405,6 @@ class SlackBot:
                 client.chat_postMessage(channel=event["channel"], thread_ts=thread_ts, text=APOLOGY)
         except Exception as second:  # the apology itself failed (Slack down?): the log has both
             log.error("could not apologise: %r", second)
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    # urllib would carry the Authorization header (our bot token) to wherever a redirect points
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise OSError(f"the file download was redirected (HTTP {code})")
-
-
-_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def save_feedback(db_path: str, **row) -> None:

@@ -1,9 +1,10 @@
 """Slack Block Kit: a Reply from the conversation core as blocks, within Slack's limits.
 
 Everything that came from a log is escaped (`&`, `<`, `>`), so a pasted `<!channel>` or
-`<@U123>` pings nobody. Slack rejects a whole message that breaks a limit (50 blocks, 3000
-characters per section, 150 per header), so we cut with a note instead and hand back the full
-report for the adapter to attach as a file.
+`<@U123>` pings nobody, and every mrkdwn text is `verbatim`, so Slack does not turn a bare
+`@channel` or `@here` (which escaping cannot touch) into a ping either. Slack rejects a whole
+message that breaks a limit (50 blocks, 3000 characters per section, 150 per header), so we cut
+with a note instead and hand back the full report for the adapter to attach as a file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ MAX_SECTION = 3000
 MAX_HEADER = 150
 MAX_BUTTON_VALUE = 2000
 MAX_FALLBACK = 3000  # the notification text; Slack allows more, but nobody reads a longer toast
-CUT_NOTE = "_… cut here: the full report is attached as a file._"
+CUT_NOTE = "_… cut here: too long for one message._"
+# where the whole of a cut report is, said in the report's own notes: only the adapter knows
+FULL_ATTACHED = "The full report is attached as a file."
+FULL_IN_DM = "The full report is a file in your direct messages with me."
+FULL_WITH_REQUESTER = "The full report is a file in the direct messages of the person who shared this."
 LADDER_WIDTH = 58
 
 ACTION_EVIDENCE = "show_evidence"
@@ -54,24 +59,31 @@ def _fence(lines: list[str]) -> str:
     return "```\n" + "\n".join(escape(line).replace("```", "'''") for line in lines) + "\n```"
 
 
-def _fit(text: str, limit: int = MAX_SECTION) -> tuple[str, bool]:
+def _fit(text: str, limit: int = MAX_SECTION, note: str = CUT_NOTE) -> tuple[str, bool]:
     """Cut at a line end so a code block or list item is not split mid-way; reopen a cut fence."""
     if len(text) <= limit:
         return text, False
-    room = limit - len(CUT_NOTE) - 6
+    room = limit - len(note) - 6
     cut = text[:room].rsplit("\n", 1)[0] if "\n" in text[:room] else text[:room]
     if cut.count("```") % 2:
         cut += "\n```"
-    return cut + "\n" + CUT_NOTE, True
+    return cut + "\n" + note, True
 
 
-def _section(text: str) -> tuple[dict, bool]:
-    body, cut = _fit(text)
-    return {"type": "section", "text": {"type": "mrkdwn", "text": body}}, cut
+def mrkdwn(text: str) -> dict:
+    """A mrkdwn text object Slack shows as written: no auto-parsing of @here, @channel, #names or
+    bare URLs (https://api.slack.com/reference/block-kit/composition-objects#text); our own
+    explicit <url|label> and <@U...> still work."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
-def _context(text: str) -> dict:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _fit(text)[0]}]}
+def _section(text: str, note: str = CUT_NOTE) -> tuple[dict, bool]:
+    body, cut = _fit(text, note=note)
+    return {"type": "section", "text": mrkdwn(body)}, cut
+
+
+def context_block(text: str) -> dict:
+    return {"type": "context", "elements": [mrkdwn(_fit(text)[0])]}
 
 
 def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict:
@@ -142,9 +154,10 @@ def _footer(report: Report) -> str:
     return "; ".join(parts) or escape(report.input)
 
 
-def render_report(report: Report, token: str, share: bool = False) -> SlackMessage:
+def render_report(report: Report, token: str, share: bool = False, whole: str = FULL_ATTACHED) -> SlackMessage:
     """One section per recipient, then its buttons; button values are `token:index`, which the
-    adapter resolves to the delivery it remembered under `token`."""
+    adapter resolves to the delivery it remembered under `token`. WHOLE says where the full
+    report is when this one is cut (the adapter decides: attached, in a DM...)."""
     count = len(report.deliveries)
     failed = sum(d.status != "delivered" for d in report.deliveries)
     title = f"Why it failed: {count} recipient{'s' * (count != 1)}, {failed} not delivered"
@@ -153,18 +166,18 @@ def render_report(report: Report, token: str, share: bool = False) -> SlackMessa
     room = (MAX_BLOCKS - len(blocks) - reserve) // 2
     truncated = count > room
     for index, delivery in enumerate(report.deliveries[:room]):
-        section, cut = _section(_delivery_text(delivery))
+        section, cut = _section(_delivery_text(delivery), f"_… cut here. {whole}_")
         truncated |= cut
         blocks += [section, _delivery_actions(delivery, token, index)]
     if not count:  # mail log lines, but none tells a delivery's story (connects, queue lines...)
         blocks.append(_section("No delivery attempts were found in this input: no recipient and no outcome.")[0])
-    blocks.append(_context(_footer(report)))
+    blocks.append(context_block(_footer(report)))
     if share:
         blocks.append(
             {"type": "actions", "block_id": "share", "elements": [_button("Share in channel", ACTION_SHARE, token)]}
         )
     if count > room:
-        blocks.append(_context(f"Showing {room} of {count} recipients. The full report is attached as a file."))
+        blocks.append(context_block(f"Showing {room} of {count} recipients. {whole}"))
     summary = "; ".join(
         f"{recipient_label(d)}: {d.status}" + (f" ({d.diagnosis.id})" if d.diagnosis else "") for d in report.deliveries
     )
@@ -216,7 +229,7 @@ def render_article(article: Article, others: list[Article] = ()) -> SlackMessage
     note = f"`whyfailed kb {escape(article.id)}` shows this article in a terminal."
     if others:
         note = "Also: " + ", ".join(f"`{escape(a.id)}`" for a in others) + ". " + note
-    blocks.append(_context(note))
+    blocks.append(context_block(note))
     return SlackMessage(text=escape(article.title), blocks=blocks, truncated=truncated)
 
 
@@ -232,9 +245,9 @@ def render_help(text: str) -> SlackMessage:
     return SlackMessage(text="How to use whyfailed", blocks=[_section(body)[0]])
 
 
-def render_reply(reply: Reply, token: str) -> SlackMessage:
+def render_reply(reply: Reply, token: str, whole: str = FULL_ATTACHED) -> SlackMessage:
     if reply.kind == "report" and reply.report is not None:
-        return render_report(reply.report, token, share=reply.ephemeral)
+        return render_report(reply.report, token, share=reply.ephemeral, whole=whole)
     if reply.kind == "articles" and reply.articles:
         return render_article(reply.articles[0], reply.articles[1:])
     if reply.kind == "help":
@@ -365,6 +378,6 @@ def render_evidence(delivery: Delivery, most_sections: int = 8) -> SlackMessage:
         note += f" The ladder shows the last of {len(delivery.attempts)} attempts."
     return SlackMessage(
         text=f"Evidence for {escape(recipient_label(delivery))}",
-        blocks=blocks + [ladder, _context(note)],
+        blocks=blocks + [ladder, context_block(note)],
         truncated=cut or cut_ladder,
     )
