@@ -28,8 +28,9 @@ def _renamed_to(path: Path, inode: int) -> Path | None:
     return None
 
 
-def catch_up(store: Store, path: Path, source: str, stats: IngestStats) -> None:
-    """Read whatever is new at `path`, handling a rotation that happened since the last read."""
+def catch_up(store: Store, path: Path, source: str, stats: IngestStats, stop=None) -> None:
+    """Read whatever is new at `path`, handling a rotation that happened since the last read.
+    `stop` (a callable) ends the reading after the chunk in hand, as in ingest_file."""
     key = str(path.resolve())
     saved = store.position(key)
     try:
@@ -48,7 +49,7 @@ def catch_up(store: Store, path: Path, source: str, stats: IngestStats) -> None:
         store.db["positions"].upsert(
             {"path": key, "inode": current.st_ino, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
         )
-    ingest_file(store, path, source, stats)
+    ingest_file(store, path, source, stats, stop=stop)
 
 
 def finish_renamed(store: Store, old: Path, key: str, source: str, stats: IngestStats) -> None:
