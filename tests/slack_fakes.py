@@ -46,6 +46,7 @@ class FakeSlackAPI:
         self.ws_url = ""
         self._ts = 1_700_000_000
         self._rate_limited: dict[str, int] = {}
+        self._holds: dict[str, threading.Event] = {}
         self._changed = threading.Condition()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
@@ -80,6 +81,20 @@ class FakeSlackAPI:
 
     def rate_limit_next(self, method: str, retry_after: int = 1) -> None:
         self._rate_limited[method] = retry_after
+
+    def hold(self, method: str) -> threading.Event:
+        """Keep every call of METHOD ("chat.postMessage", or "response" for response_url) waiting
+        until the returned event is set: an answer caught in flight. Each call that arrives is
+        recorded at once as "METHOD (held)", so a test can wait for it."""
+        gate = threading.Event()
+        self._holds[method] = gate
+        return gate
+
+    def _wait_if_held(self, method: str, args: dict, headers: dict, path: str) -> None:
+        gate = self._holds.get(method)
+        if gate is not None:
+            self.record(Call(f"{method} (held)", args, headers, status=0, path=path))
+            gate.wait(WAIT * 4)
 
     def record(self, call: Call) -> None:
         with self._changed:
@@ -209,6 +224,7 @@ def _handler(api: FakeSlackAPI):
                     api.record(Call(method, args, headers, status=429, path=path))
                     body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
                     return self._send(429, body, headers=[("Retry-After", str(retry_after))])
+                api._wait_if_held(method, args, headers, path)
                 answer = api.answer(method, args, self._token(args))
                 api.record(Call(method, args, headers, path=path))
                 return self._send(200, json.dumps(answer).encode())
@@ -223,6 +239,7 @@ def _handler(api: FakeSlackAPI):
                 api.record(Call("upload", args, headers, path=path))
                 return self._send(200, f"OK - {args.get('_bytes', 0)}".encode(), "text/plain")
             if path.startswith("/response/"):
+                api._wait_if_held("response", args, headers, path)
                 api.record(Call("response", args, headers, path=path))
                 return self._send(200, b"ok", "text/plain")
             return self._send(404, b"not found", "text/plain")

@@ -39,6 +39,7 @@ from bot.render.slack import (
     render_notice,
     render_reply,
 )
+from bot.serve.metrics import REPLIES
 from bot.settings import Settings
 
 log = logging.getLogger("whyfailed.slack")
@@ -137,6 +138,13 @@ def respond(response_url: str, message: SlackMessage, ephemeral: bool = True, **
     result = hook.send_dict({**body, "replace_original": False, **extra})
     if result.status_code != 200:
         log.warning("response_url answered %s: %s", result.status_code, result.body[:200])
+    else:
+        REPLIES.labels("slack", "response_url").inc()
+
+
+def serialised_audit(db_path: str):
+    """The audit writer the Slack bot uses: one row per query, one write at a time."""
+    return _one_at_a_time(store_audit(db_path))
 
 
 def _one_at_a_time(write):
@@ -156,7 +164,7 @@ class SlackBot:
 
     def __init__(self, settings: Settings, slack: SlackSettings, conversation: Conversation | None = None):
         self.settings, self.slack = settings, slack
-        self.conversation = conversation or Conversation(settings, audit=_one_at_a_time(store_audit(settings.db)))
+        self.conversation = conversation or Conversation(settings, audit=serialised_audit(settings.db))
         self.memory = _Memory()
         self._claims = _Memory()
         self._groups: tuple[float | None, dict[str, set[str]]] = (None, {})
