@@ -401,6 +401,12 @@ def doctor(online: bool, fmt: str) -> None:
                 f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
                 f"{escape(item.detail)}" + (f"\n    [dim]fix: {escape(item.fix)}[/dim]" if item.fix else "")
             )
+        problems = sum(f.state == FAIL for f in findings)
+        console.print(
+            f"[red]{problems} problem(s) to fix: see the fix lines above.[/red]"
+            if problems
+            else "[green]Nothing to fix.[/green]"
+        )
     sys.exit(1 if any(f.state == FAIL for f in findings) else 0)
 
 
