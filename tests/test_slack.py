@@ -358,6 +358,18 @@ def test_slack_retries_never_produce_a_second_reply(harness):
 
 
 @pytest.mark.slow
+def test_a_timeout_retry_that_overtakes_the_first_copy_does_not_silence_it(harness):
+    # under load the first copy can wait in the listen queue past Slack's 3 s while the resend gets in
+    body = harness.slack.event_body(message_event(slackify(LOG.read_text()), "1700000820.000100"), "Ev0OVERTAKEN")
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    assert harness.slack.post(body, "application/json", headers=retry)[0] == 200
+    assert harness.slack.post(body, "application/json")[0] == 200
+    harness.drain()
+    [post] = harness.api.made("chat.postMessage")
+    assert post.args["thread_ts"] == "1700000820.000100"
+
+
+@pytest.mark.slow
 def test_a_retry_of_an_event_that_never_arrived_is_answered_once(harness):
     body = harness.slack.event_body(message_event(slackify(LOG.read_text()), "1700000850.000100"), "Ev0LOST")
     failed = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "connection_failed"}

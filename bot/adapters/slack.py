@@ -193,7 +193,9 @@ class SlackBot:
         retry = int((request.headers.get("x-slack-retry-num") or ["0"])[0] or 0)
         reason = (request.headers.get("x-slack-retry-reason") or [""])[0]
         event_id = body.get("event_id")
-        if (event_id and not self.memory.first_time(f"event:{event_id}")) or (retry > 0 and reason == "http_timeout"):
+        # http_timeout first, and without marking the event seen: under load the resent copy can
+        # overtake the first one, which must then still be answered
+        if (retry > 0 and reason == "http_timeout") or (event_id and not self.memory.first_time(f"event:{event_id}")):
             log.info("ignored a repeated event %s (retry %s, %s)", event_id, retry, reason or "no reason")
             return BoltResponse(status=200, body="")
         next()
