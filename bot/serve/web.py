@@ -134,6 +134,9 @@ class _Server(ThreadingMixIn, WSGIServer):
     # request threads are joined on server_close: a request being answered at SIGTERM finishes
     daemon_threads = False
     block_on_close = True
+    # socketserver's default listen backlog is 5: a burst of Slack requests (a busy channel, or
+    # Slack's retries all at once) would see connections refused before a thread could take them
+    request_queue_size = 1024
 
 
 class _Handler(WSGIRequestHandler):
