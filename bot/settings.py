@@ -38,8 +38,10 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         25.0, gt=0, le=600, description="Seconds a process may take to finish its work after SIGTERM."
     )
+    # diagnosing is CPU work under one GIL: more threads than cores only slow the acks down
+    # (benchmarks/bench_slack_load.py, 200 requests on 2 cores: p50 ack 0.7 s with 2, 1.6 s with 8)
     listener_threads: int = Field(
-        8, ge=1, le=256, description="Slack answers worked on at once (the rest wait their turn)."
+        2, ge=1, le=256, description="Slack answers worked on at once (the rest wait their turn)."
     )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="worker and ingest: serve /metrics on this port (web serves it on $PORT)."

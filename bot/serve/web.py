@@ -146,22 +146,39 @@ class _Handler(WSGIRequestHandler):
         log.debug("http: " + format, *args)
 
 
-def build(slack: SlackSettings, settings: Settings, executor: ThreadPoolExecutor, stopping: threading.Event):
+class Pools:
+    """bolt's listener pool, where listeners only ack (so it is never busy for long), and the
+    work pool, where diagnoses run, WHYFAILED_LISTENER_THREADS at a time."""
+
+    ACK_THREADS = 32
+
+    def __init__(self, settings: Settings):
+        self.ack = ThreadPoolExecutor(max_workers=self.ACK_THREADS, thread_name_prefix="slack-ack")
+        self.work = ThreadPoolExecutor(max_workers=settings.listener_threads, thread_name_prefix="slack-work")
+
+    def drain(self) -> None:
+        self.ack.shutdown(wait=True)  # acks hand work over: the work pool is complete after this
+        self.work.shutdown(wait=True)
+
+
+def build(slack: SlackSettings, settings: Settings, pools: Pools, stopping: threading.Event):
     """The WSGI application of the web process (also what a test or gunicorn would serve)."""
     from bot.adapters.slack import create_app, serialised_audit
     from bot.serve.metered import MeteredConversation
 
     client = MeteredWebClient(token=slack.bot_token, base_url=slack.api_url)
     conversation = MeteredConversation(settings, audit=serialised_audit(settings.db))
-    app = create_app(settings, client, slack=slack, conversation=conversation, listener_executor=executor)
+    app = create_app(
+        settings, client, slack=slack, conversation=conversation, listener_executor=pools.ack, work_executor=pools.work
+    )
     count_replies(app)
     return metered(wsgi_app(app, SLACK_PATH), stopping, settings.metrics_token)
 
 
 def run_web(slack: SlackSettings, settings: Settings, host: str, shutdown: Shutdown) -> int:
     """Serve until SIGTERM, then stop cleanly; returns the exit status."""
-    executor = ThreadPoolExecutor(max_workers=settings.listener_threads, thread_name_prefix="slack-listener")
-    application = build(slack, settings, executor, shutdown.requested)
+    pools = Pools(settings)
+    application = build(slack, settings, pools, shutdown.requested)
     server = make_server(host, slack.port, application, server_class=_Server, handler_class=_Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http")
     thread.start()
@@ -172,5 +189,5 @@ def run_web(slack: SlackSettings, settings: Settings, host: str, shutdown: Shutd
     # closes the listening socket, then joins the request threads: no new requests, current ones finish
     requests_done = shutdown.join(server.server_close, "HTTP requests in flight")
     event(log, "stopped listening", process="web")
-    answers_done = shutdown.join(lambda: executor.shutdown(wait=True), "Slack answers in flight")
+    answers_done = shutdown.join(pools.drain, "Slack answers in flight")
     return shutdown.finished(requests_done and answers_done)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from urllib.error import URLError
 
 from bot.adapters.discord_settings import DiscordSettings
@@ -61,13 +60,20 @@ class _SlackSocket:
 
         from bot.adapters.slack import create_app, serialised_audit
         from bot.serve.metered import MeteredConversation
-        from bot.serve.web import MeteredWebClient, count_replies
+        from bot.serve.web import MeteredWebClient, Pools, count_replies
 
-        self.executor = ThreadPoolExecutor(max_workers=settings.listener_threads, thread_name_prefix="slack-listener")
+        self.pools = Pools(settings)
         try:
             client = MeteredWebClient(token=slack.bot_token, base_url=slack.api_url)
             conversation = MeteredConversation(settings, audit=serialised_audit(settings.db))
-            app = create_app(settings, client, slack=slack, conversation=conversation, listener_executor=self.executor)
+            app = create_app(
+                settings,
+                client,
+                slack=slack,
+                conversation=conversation,
+                listener_executor=self.pools.ack,
+                work_executor=self.pools.work,
+            )
             count_replies(app)
             self.handler = SocketModeHandler(app, slack.app_token)
             self.handler.connect()  # apps.connections.open: a refused app token fails here, clearly
@@ -83,7 +89,7 @@ class _SlackSocket:
         self.handler.close()  # the WebSocket closes: Slack sends no more envelopes here
 
     def drain(self) -> None:
-        self.executor.shutdown(wait=True)
+        self.pools.drain()
 
 
 async def _run_discord(options: DiscordSettings, settings: Settings, shutdown: Shutdown) -> bool:
