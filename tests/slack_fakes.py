@@ -123,6 +123,10 @@ class FakeSlackAPI:
 
         return self.wait_for(enough, timeout)
 
+    def made_all(self) -> list[Call]:
+        """Every call Slack answered with 200, in arrival order."""
+        return [c for c in list(self.calls) if c.status == 200]
+
     def made(self, method: str) -> list[Call]:
         return [c for c in list(self.calls) if c.method == method and c.status == 200]
 
