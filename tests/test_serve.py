@@ -300,3 +300,49 @@ def test_ingest_without_sources_says_how_to_configure_them(tmp_path):
     process = ServeProcess(["ingest"], clean_env(WHYFAILED_DB=str(tmp_path / "w.db")), tmp_path)
     assert process.wait() == 2
     assert "WHYFAILED_SOURCES" in process.stderr() and "Traceback" not in process.stderr()
+
+
+@pytest.mark.slow
+def test_one_worker_runs_slack_socket_mode_and_discord_side_by_side(tmp_path):
+    import asyncio
+    import threading
+
+    from .discord_wire import HELP, TOKEN, FakeDiscord, message
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    fake = asyncio.run_coroutine_threadsafe(FakeDiscord().start(), loop).result(WAIT)
+    fake.dispatch_after_ready.append(("MESSAGE_CREATE", message(LOG.read_text())))
+    api = FakeSlackAPI(BOT_TOKEN, APP_TOKEN)
+    payload = json.loads(SlackSender("", "", api).event_body(message_event(slackify(LOG.read_text()), "1.1"), "Ev0B"))
+    envelope = {"envelope_id": "both-1", "type": "events_api", "accepts_response_payload": False, "payload": payload}
+    ws = FakeSocketModeServer([envelope])
+    api.ws_url = ws.url
+    env = clean_env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_APP_TOKEN=APP_TOKEN,
+        WHYFAILED_SLACK_API_URL=api.api_url,
+        DISCORD_TOKEN=TOKEN,
+        WHYFAILED_DISCORD_CHANNELS=str(HELP),
+        WHYFAILED_DISCORD_API_URL=fake.api,
+        WHYFAILED_DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{fake.port}/gateway",
+        WHYFAILED_DB=str(tmp_path / "w.db"),
+    )
+    process = ServeProcess(["worker"], env, tmp_path)
+    try:
+        [post] = api.wait_calls("chat.postMessage")
+        assert post.args["thread_ts"] == "1.1"
+        discord_replies = asyncio.run_coroutine_threadsafe(
+            fake.wait_for(lambda: [c for c in fake.posted("/messages") if not c.path.endswith("/threads")]), loop
+        ).result(WAIT * 2)
+        assert discord_replies
+        process.terminate()
+        assert process.wait() == 0, process.stderr()
+        stopped = process.wait_event("stopped")
+        assert stopped["surfaces"] == "slack,discord" and stopped["clean"] is True
+    finally:
+        process.kill()
+        ws.close()
+        api.close()
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
