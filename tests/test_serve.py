@@ -346,3 +346,27 @@ def test_one_worker_runs_slack_socket_mode_and_discord_side_by_side(tmp_path):
         api.close()
         asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(WAIT)
         loop.call_soon_threadsafe(loop.stop)
+
+
+@pytest.mark.slow
+def test_ingest_metrics_count_lines_per_source_and_the_lag(tmp_path):
+    log, db, port = tmp_path / "mail.log", tmp_path / "w.db", free_port()
+    log.write_text("\n".join(_postfix_lines(400)) + "\n")
+    env = clean_env(
+        WHYFAILED_DB=str(db),
+        WHYFAILED_SOURCES=json.dumps({"mx1": {"kind": "file", "path": str(log)}}),
+        WHYFAILED_METRICS_PORT=str(port),
+    )
+    process = ServeProcess(["ingest", "--chunk-lines", "100", "--interval", "0.1"], env, tmp_path)
+    try:
+        _wait_position(db, 400, process)
+        deadline, exposition = time.monotonic() + WAIT, ""
+        while 'whyfailed_ingest_lines_total{source="mx1"} 400.0' not in exposition:
+            assert time.monotonic() < deadline, exposition
+            exposition = process.wait_http(f"http://127.0.0.1:{port}/metrics")[1].decode()
+        assert 'whyfailed_source_lag_bytes{source="mx1"} 0.0' in exposition
+        assert 'whyfailed_ingest_deliveries_total{source="mx1"} 100.0' in exposition
+        process.terminate()
+        assert process.wait() == 0
+    finally:
+        process.kill()
