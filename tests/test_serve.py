@@ -126,6 +126,9 @@ def test_web_serves_prometheus_metrics_without_addresses(tmp_path):
         retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
         body = sender.event_body(message_event(slackify(LOG.read_text()), "1700000301.000100"), "Ev0METRICS")
         assert sender.post(body, "application/json", headers=retry)[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as hostile:
+            hostile.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n")
+            assert hostile.recv(1024).startswith(b"HTTP/1.0 400")
         status, text = process.wait_http(f"http://127.0.0.1:{port}/metrics")
         exposition = text.decode()
         assert status == 200

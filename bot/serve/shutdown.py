@@ -33,7 +33,7 @@ class Shutdown:
     def install(self) -> Shutdown:
         """Handle SIGTERM and SIGINT in this (the main) thread."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+            signal.signal(sig, self.handle_signal)
         return self
 
     def on_request(self, callback: Callable[[], None]) -> None:
@@ -50,7 +50,8 @@ class Shutdown:
         for callback in self._callbacks:
             threading.Thread(target=callback, name=f"shutdown-{self.process}", daemon=True).start()
 
-    def _on_signal(self, signum: int, _frame) -> None:
+    def handle_signal(self, signum: int, _frame=None) -> None:
+        """The first signal asks for a graceful stop; a second one exits at once."""
         name = signal.Signals(signum).name
         if self.requested.is_set():  # a second signal: the person or platform will not wait
             event(log, "stopped at once", process=self.process, signal=name)

@@ -31,6 +31,7 @@ log = logging.getLogger("whyfailed.web")
 
 SLACK_PATH = "/slack/events"
 READ_TIMEOUT = 10  # seconds a client may take to send its request: a stalled one cannot hold a thread
+_RETRY_REASONS = {"http_timeout", "too_many_requests", "http_error", "unknown_error", "ssl_error", "connection_failed"}
 _REPLY_METHODS = {
     "chat.postMessage": "chat.postMessage",
     "chat.postEphemeral": "chat.postEphemeral",
@@ -93,16 +94,20 @@ def metered(application, stopping: threading.Event, metrics_token: str | None):
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"stopping\n"]
         started, kind = time.perf_counter(), "other"
+        length = (environ.get("CONTENT_LENGTH") or "0").strip()
+        if not length.isdigit():  # the app below would fail on it with a 500
+            metrics.HTTP_REQUESTS.labels("other", kind, "400").inc()
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"bad Content-Length\n"]
         if path == SLACK_PATH and environ.get("REQUEST_METHOD") == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            if 0 < length <= MAX_BODY:  # larger bodies are refused unread by the app below
-                body = environ["wsgi.input"].read(length)
+            if 0 < int(length) <= MAX_BODY:  # larger bodies are refused unread by the app below
+                body = environ["wsgi.input"].read(int(length))
                 environ["wsgi.input"] = io.BytesIO(body)
                 kind = request_kind(body)
-            if retry := environ.get("HTTP_X_SLACK_RETRY_NUM"):
+            if environ.get("HTTP_X_SLACK_RETRY_NUM"):
                 reason = environ.get("HTTP_X_SLACK_RETRY_REASON") or "unknown"
-                metrics.SLACK_RETRIES.labels(reason if reason.isidentifier() else "other").inc()
-                del retry
+                # Slack's reasons are a handful of words; anything else is one label, not many
+                metrics.SLACK_RETRIES.labels(reason if reason in _RETRY_REASONS else "other").inc()
         status_seen = []
 
         def counting_start_response(status, headers, exc_info=None):

@@ -110,7 +110,7 @@ async def _run_discord(options: DiscordSettings, settings: Settings, shutdown: S
     stop = asyncio.Event()
     shutdown.on_request(lambda: loop.call_soon_threadsafe(stop.set))
     for sig in (signal.SIGTERM, signal.SIGINT):  # the loop's own handlers wake it at once
-        loop.add_signal_handler(sig, shutdown._on_signal, sig, None)
+        loop.add_signal_handler(sig, shutdown.handle_signal, sig)
     bot = Bot(settings, options, conversation=MeteredConversation(settings, audit=store_audit(settings.db)))
     async with bot:
         running = asyncio.create_task(bot.start(options.token))
