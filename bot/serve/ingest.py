@@ -135,12 +135,16 @@ def run_ingest(
 ) -> int:
     """Follow `sources` until SIGTERM; the exit status (2 when a source failed on its own)."""
     event(log, "following", process="ingest", sources=",".join(sources))
-    failed: list[str] = []
     outcome: dict[str, list[str]] = {}
 
     def work() -> None:
-        outcome["failed"] = asyncio.run(_run_all(sources, settings, shutdown.requested, interval, chunk_lines))
-        shutdown.request("sources ended")  # every source ended by itself (failed): nothing left to do
+        try:
+            outcome["failed"] = asyncio.run(_run_all(sources, settings, shutdown.requested, interval, chunk_lines))
+        except Exception:  # a bug, not a source: logged in full, and the process must still end
+            log.exception("ingest failed")
+            outcome["failed"] = list(sources)
+        finally:
+            shutdown.request("sources ended")  # every source ended by itself: nothing left to do
 
     runner = threading.Thread(target=work, name="ingest")
     runner.start()
