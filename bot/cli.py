@@ -408,6 +408,12 @@ def doctor(online: bool, fmt: str) -> None:
                 f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
                 f"{escape(item.detail)}" + (f"\n    [dim]fix: {escape(item.fix)}[/dim]" if item.fix else "")
             )
+        problems = sum(f.state == FAIL for f in findings)
+        console.print(
+            f"[red]{problems} problem(s) to fix: see the fix lines above.[/red]"
+            if problems
+            else "[green]Nothing to fix.[/green]"
+        )
     sys.exit(1 if any(f.state == FAIL for f in findings) else 0)
 
 
@@ -467,7 +473,7 @@ def _serve_group() -> click.Group:
 
     @main.group()
     def serve() -> None:
-        """Run a chat bot as a long-running process."""
+        """Long-running processes: the Procfile's web, worker and ingest, or one chat surface (slack, discord)."""
 
     return serve
 
@@ -555,6 +561,13 @@ def serve_discord(channels: tuple[str, ...]) -> None:
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         pass
+
+
+# the Procfile's processes: web, worker, ingest (bot/serve/commands.py)
+from bot.serve.commands import serve_ingest, serve_web, serve_worker  # noqa: E402
+
+for _command in (serve_web, serve_worker, serve_ingest):
+    _serve_group().add_command(_command)
 
 
 if __name__ == "__main__":

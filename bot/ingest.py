@@ -111,9 +111,12 @@ def ingest_file(
     on_progress: Callable[[int], None] | None = None,
     chunk_lines: int = 20000,
     pool: Executor | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     """Index one file from its saved position (or from the start, if it is new or was rotated).
-    With a pool, chunks are parsed ahead in other processes and written here in file order."""
+    With a pool, chunks are parsed ahead in other processes and written here in file order.
+    When `stop()` turns true, no further chunk is read; those in hand are written, with their
+    positions, so the next run starts exactly after the last line written."""
     key = str(path.resolve())
     inode = inode_of(path)
     saved = store.position(key)
@@ -132,6 +135,8 @@ def ingest_file(
         offset = position.offset
 
     for chunk in read_chunks(path, offset, first_line, chunk_lines):
+        if stop is not None and stop():
+            break
         position = Position(key, inode, chunk.end_offset, chunk.first_line + len(chunk.lines) - 1)
         if pool is None:
             pending.append((parse_chunk(chunk.lines, chunk.first_line), position))

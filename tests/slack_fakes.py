@@ -93,21 +93,26 @@ class FakeSlackAPI:
         """Downloads of FILE_ID answer 302 to LOCATION, token or not (a CDN hop, or a trick)."""
         self.redirects[file_id] = location
 
-    def hold(self, kind: str = "response") -> None:
-        """Keep requests to /KIND/ waiting (unanswered, unrecorded) until release(KIND)."""
-        self._held[kind] = threading.Event()
+    def hold(self, method: str = "response") -> threading.Event:
+        """Keep every call of METHOD ("chat.postMessage", or "response" for response_url) waiting
+        until release(METHOD) or the returned event is set: an answer caught in flight. Each call
+        that arrives is recorded at once as "METHOD (held)", so a test can wait for it."""
+        gate = threading.Event()
+        self._held[method] = gate
+        return gate
 
-    def release(self, kind: str = "response") -> None:
-        self._held.pop(kind).set()
+    def release(self, method: str = "response") -> None:
+        self._held.pop(method).set()
 
-    def _wait_if_held(self, kind: str) -> None:
-        gate = self._held.get(kind)
+    def _wait_if_held(self, method: str, args: dict, headers: dict, path: str) -> None:
+        gate = self._held.get(method)
         if gate is None:
             return
+        self.record(Call(f"{method} (held)", args, headers, status=0, path=path))
         with self._changed:
             self.holding += 1
             self._changed.notify_all()
-        gate.wait(2 * WAIT)  # longer than a sender waits: an ack stuck behind this times out and fails
+        gate.wait(4 * WAIT)  # longer than a sender waits: an ack stuck behind this times out and fails
         with self._changed:
             self.holding -= 1
 
@@ -137,6 +142,10 @@ class FakeSlackAPI:
             return found if len(found) >= count else None
 
         return self.wait_for(enough, timeout)
+
+    def made_all(self) -> list[Call]:
+        """Every call Slack answered with 200, in arrival order."""
+        return [c for c in list(self.calls) if c.status == 200]
 
     def made(self, method: str) -> list[Call]:
         return [c for c in list(self.calls) if c.method == method and c.status == 200]
@@ -242,6 +251,7 @@ def _handler(api: FakeSlackAPI):
                 body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
                 return self._send(429, body, headers=[("Retry-After", str(retry_after))])
             if kind == "api":
+                api._wait_if_held(method, args, headers, path)
                 answer = api.answer(method, args, self._token(args))
                 api.record(Call(method, args, headers, path=path))
                 return self._send(200, json.dumps(answer).encode())
@@ -260,7 +270,7 @@ def _handler(api: FakeSlackAPI):
                 api.record(Call("upload", args, headers, path=path))
                 return self._send(200, f"OK - {args.get('_bytes', 0)}".encode(), "text/plain")
             if path.startswith("/response/"):
-                api._wait_if_held("response")
+                api._wait_if_held("response", args, headers, path)
                 api.record(Call("response", args, headers, path=path, at=arrived))
                 return self._send(200, b"ok", "text/plain")
             return self._send(404, b"not found", "text/plain")

@@ -140,14 +140,14 @@ class Harness:
         self.executor.shutdown(wait=True)
 
 
-def _start(tmp_path, **settings) -> tuple[Harness, callable]:
+def _start(tmp_path, work: ThreadPoolExecutor | None = None, **settings) -> tuple[Harness, callable]:
     api = FakeSlackAPI(BOT_TOKEN, APP_TOKEN)
     db = tmp_path / "whyfailed.db"
     ingest_paths(Store(db), [str(LOG)])
     config = Settings(**{"db": str(db), "allowed_channels": ["C0OPS"], **settings})
     executor = ThreadPoolExecutor(max_workers=4)
     slack = SlackSettings.load(bot_token=BOT_TOKEN, signing_secret=SECRET, api_url=api.api_url)
-    app = create_app(config, slack=slack, listener_executor=executor)
+    app = create_app(config, slack=slack, listener_executor=executor, work_executor=work)
     server = make_http_server(app, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/slack/events"
@@ -616,6 +616,18 @@ def test_slack_retries_never_produce_a_second_reply(harness):
 
 
 @pytest.mark.slow
+def test_a_timeout_retry_that_overtakes_the_first_copy_does_not_silence_it(harness):
+    # under load the first copy can wait in the listen queue past Slack's 3 s while the resend gets in
+    body = harness.slack.event_body(message_event(slackify(LOG.read_text()), "1700000820.000100"), "Ev0OVERTAKEN")
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    assert harness.slack.post(body, "application/json", headers=retry)[0] == 200
+    assert harness.slack.post(body, "application/json")[0] == 200
+    harness.drain()
+    [post] = harness.api.made("chat.postMessage")
+    assert post.args["thread_ts"] == "1700000820.000100"
+
+
+@pytest.mark.slow
 def test_a_retry_of_an_event_that_never_arrived_is_answered_once(harness):
     body = harness.slack.event_body(message_event(slackify(LOG.read_text()), "1700000850.000100"), "Ev0LOST")
     failed = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "connection_failed"}
@@ -755,6 +767,23 @@ def test_an_error_is_logged_and_apologised_for_never_shown(tmp_path):
         assert APOLOGY in _all_text(answer) and "Traceback" not in _all_text(answer)
     finally:
         stop()
+
+
+@pytest.mark.slow
+def test_with_a_work_pool_listeners_ack_at_once_and_errors_are_still_apologised_for(tmp_path):
+    # the web process's set-up: bolt's pool only acks, the work runs in a pool of ours
+    work = ThreadPoolExecutor(max_workers=2)
+    running, stop = _start(tmp_path, work=work, db=str(tmp_path))
+    try:
+        assert running.slack.command("ops@slow.example.net", channel="C0RANDOM")[0] == 200
+        [answer] = running.api.wait_calls("response")
+        assert APOLOGY in _all_text(answer)
+        assert running.slack.event(message_event(slackify(LOG.read_text()), "1700000900.000100"))[0] == 200
+        [post] = running.api.wait_calls("chat.postMessage")
+        assert post.args["thread_ts"] == "1700000900.000100"
+    finally:
+        stop()
+        work.shutdown(wait=True)
 
 
 # --- Socket Mode ---------------------------------------------------------------------------------

@@ -378,14 +378,24 @@ async def run(options: DiscordSettings, settings: Settings) -> None:
     try:
         async with bot:
             await bot.start(options.token)
-    except discord.PrivilegedIntentsRequired:
-        raise DiscordSetupError(INTENT_HELP) from None
-    except discord.LoginFailure:
-        raise DiscordSetupError(
-            "Discord refused DISCORD_TOKEN: reset the token on the Bot page and set it again."
-        ) from None
-    except (discord.GatewayNotFound, discord.ConnectionClosed, discord.HTTPException, OSError) as error:
-        raise DiscordSetupError(f"cannot connect to Discord: {error}") from None
+    except SETUP_ERRORS as error:
+        raise setup_error(error) from None
+
+
+SETUP_ERRORS = (discord.PrivilegedIntentsRequired, discord.LoginFailure, discord.GatewayNotFound) + (
+    discord.ConnectionClosed,
+    discord.HTTPException,
+    OSError,
+)
+
+
+def setup_error(error: BaseException) -> DiscordSetupError:
+    """What a failure to connect means for the person starting the bot."""
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return DiscordSetupError(INTENT_HELP)
+    if isinstance(error, discord.LoginFailure):
+        return DiscordSetupError("Discord refused DISCORD_TOKEN: reset the token on the Bot page and set it again.")
+    return DiscordSetupError(f"cannot connect to Discord: {error}")
 
 
 def serve(options: DiscordSettings, settings: Settings) -> None:

@@ -8,6 +8,7 @@ ignoring Slack's retries, and remembering (bounded, in memory) which report a bu
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import secrets
@@ -19,7 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, Args, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
@@ -43,6 +44,7 @@ from bot.render.slack import (
     render_notice,
     render_reply,
 )
+from bot.serve.metrics import REPLIES
 from bot.settings import Settings
 
 log = logging.getLogger("whyfailed.slack")
@@ -151,6 +153,13 @@ def respond(response_url: str, message: SlackMessage, ephemeral: bool = True, **
     result = hook.send_dict({**body, "replace_original": False, **extra})
     if result.status_code != 200:
         log.warning("response_url answered %s: %s", result.status_code, result.body[:200])
+    else:
+        REPLIES.labels("slack", "response_url").inc()
+
+
+def serialised_audit(db_path: str):
+    """The audit writer the Slack bot uses: one row per query, one write at a time."""
+    return _one_at_a_time(store_audit(db_path))
 
 
 def _one_at_a_time(write):
@@ -168,9 +177,16 @@ def _one_at_a_time(write):
 class SlackBot:
     """The listeners, and the little state they share."""
 
-    def __init__(self, settings: Settings, slack: SlackSettings, conversation: Conversation | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        slack: SlackSettings,
+        conversation: Conversation | None = None,
+        work: Executor | None = None,
+    ):
         self.settings, self.slack = settings, slack
-        self.conversation = conversation or Conversation(settings, audit=_one_at_a_time(store_audit(settings.db)))
+        self.work = work
+        self.conversation = conversation or Conversation(settings, audit=serialised_audit(settings.db))
         self.memory = _Memory()
         self._claims = _Memory()
         self._groups: tuple[float | None, dict[str, set[str]]] = (None, {})
@@ -179,16 +195,37 @@ class SlackBot:
 
     def register(self, app: App) -> App:
         app.middleware(self.drop_retries)
-        app.event("message")(self.on_message)
-        app.event("app_mention")(self.on_mention)
-        app.command(COMMAND)(self.on_command)
-        app.shortcut(SHORTCUT)(self.on_shortcut)
-        app.action(ACTION_EVIDENCE)(self.on_evidence)
-        app.action(ACTION_ARTICLE)(self.on_article)
-        app.action(re.compile(f"^({ACTION_HELPFUL}|{ACTION_NOT_HELPFUL})$"))(self.on_feedback)
-        app.action(ACTION_SHARE)(self.on_share)
+        app.event("message")(self._handed_over(self.on_message))
+        app.event("app_mention")(self._handed_over(self.on_mention))
+        app.command(COMMAND)(self._handed_over(self.on_command))
+        app.shortcut(SHORTCUT)(self._handed_over(self.on_shortcut))
+        app.action(ACTION_EVIDENCE)(self._handed_over(self.on_evidence))
+        app.action(ACTION_ARTICLE)(self._handed_over(self.on_article))
+        app.action(re.compile(f"^({ACTION_HELPFUL}|{ACTION_NOT_HELPFUL})$"))(self._handed_over(self.on_feedback))
+        app.action(ACTION_SHARE)(self._handed_over(self.on_share))
         app.error(self.on_error)
         return app
+
+    def _handed_over(self, listener):
+        """With a work pool: ack at once in bolt's pool, and do the work in ours. bolt answers Slack
+        only once a listener has called ack(), and it runs listeners in one pool: under a burst, the
+        acks of commands and clicks would queue behind diagnoses already running and miss Slack's 3 s."""
+        if self.work is None:
+            return listener
+        names = [name for name in inspect.getfullargspec(listener).args if name != "self"]
+
+        def handed_over(args: Args) -> None:
+            args.ack()
+            kwargs = {name: getattr(args, name) for name in names}
+            self.work.submit(self._guarded, listener, kwargs, args.body, args.client)
+
+        return handed_over
+
+    def _guarded(self, listener, kwargs: dict, body: dict, client: WebClient) -> None:
+        try:
+            listener(**kwargs)
+        except Exception as error:  # what bolt's error handler does for listeners it runs itself
+            self.on_error(error, body, client)
 
     # --- retries ---------------------------------------------------------------------------
 
@@ -199,7 +236,9 @@ class SlackBot:
         retry = int((request.headers.get("x-slack-retry-num") or ["0"])[0] or 0)
         reason = (request.headers.get("x-slack-retry-reason") or [""])[0]
         event_id = body.get("event_id")
-        if (event_id and not self.memory.first_time(f"event:{event_id}")) or (retry > 0 and reason == "http_timeout"):
+        # http_timeout first, and without marking the event seen: under load the resent copy can
+        # overtake the first one, which must then still be answered
+        if (retry > 0 and reason == "http_timeout") or (event_id and not self.memory.first_time(f"event:{event_id}")):
             log.info("ignored a repeated event %s (retry %s, %s)", event_id, retry, reason or "no reason")
             return BoltResponse(status=200, body="")
         next()
@@ -435,9 +474,11 @@ def create_app(
     slack: SlackSettings | None = None,
     conversation: Conversation | None = None,
     listener_executor: Executor | None = None,
+    work_executor: Executor | None = None,
 ) -> App:
     """A bolt App with every whyfailed listener. `client` (or slack.api_url) decides where Web API
-    calls go; bolt checks the token with auth.test here, so a bad token fails now, not later."""
+    calls go; bolt checks the token with auth.test here, so a bad token fails now, not later.
+    With `work_executor`, listeners only ack in bolt's `listener_executor` and work in this one."""
     settings = settings or Settings()
     slack = slack or SlackSettings()
     client = _rate_limited(client or WebClient(token=slack.bot_token, base_url=slack.api_url))
@@ -445,5 +486,5 @@ def create_app(
     # Socket Mode needs no secret; a random one (never a fixed placeholder) keeps HTTP closed then
     secret = slack.signing_secret or secrets.token_hex(16)
     app = App(client=client, signing_secret=secret, name="whyfailed", **extra)
-    SlackBot(settings, slack, conversation).register(app)
+    SlackBot(settings, slack, conversation, work_executor).register(app)
     return app

@@ -51,6 +51,7 @@ def make_http_server(app: App, host: str, port: int):
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
+        request_queue_size = 1024  # the default backlog of 5 refuses a burst of requests
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, format, *args):  # access lines to debug: the platform's router logs them

@@ -196,6 +196,12 @@ async def _run_all(sources, db_path: str, follow: bool, interval: float, chunk_l
     return 2 if failed else 0
 
 
+async def follow_source(name: str, source: Source, db_path: str, stop: asyncio.Event, chunk_lines: int = 20000) -> str:
+    """Follow one SSH, journald or syslog source until `stop` is set (they save their positions as
+    they go); a summary when it ends. The ingest process follows file sources itself."""
+    return await _run_one(name, source, db_path, True, stop, 1.0, chunk_lines)
+
+
 async def _run_one(name: str, source: Source, db_path: str, follow: bool, stop, interval, chunk_lines) -> str:
     from bot.store import Store
 

@@ -28,8 +28,9 @@ def _renamed_to(path: Path, inode: int) -> Path | None:
     return None
 
 
-def catch_up(store: Store, path: Path, source: str, stats: IngestStats) -> None:
-    """Read whatever is new at `path`, handling a rotation that happened since the last read."""
+def catch_up(store: Store, path: Path, source: str, stats: IngestStats, stop=None) -> None:
+    """Read whatever is new at `path`, handling a rotation that happened since the last read.
+    `stop` (a callable) ends the reading after the chunk in hand, as in ingest_file."""
     key = str(path.resolve())
     saved = store.position(key)
     try:
@@ -52,7 +53,7 @@ def catch_up(store: Store, path: Path, source: str, stats: IngestStats) -> None:
     elif saved is not None and current.st_size < saved.offset:
         # copytruncate: the same inode, cut back to zero: its new lines start at line 1
         _restart(store, key, current.st_ino)
-    ingest_file(store, path, source, stats)
+    ingest_file(store, path, source, stats, stop=stop)
 
 
 def _restart(store: Store, key: str, inode: int) -> None:
