@@ -191,6 +191,11 @@ server:
   # A name whose queries are dropped: the client sees a timeout.
   local-zone: "timeout.example." deny
   local-zone: "servfail.test." transparent
+  # The upstream canary ('. NS', which needs recursion to the root) is answered here, as a
+  # resolver with a working upstream would: so timeouts and SERVFAILs above stay facts about
+  # those domains. The offline resolver below has no such answer.
+  local-zone: "." transparent
+  local-data: ". 300 IN NS ns.example."
 auth-zone:
   name: "example."
   zonefile: "{zones}/example.zone"
@@ -213,26 +218,51 @@ stub-zone:
 """
 
 
+# A resolver that is up but has no way to the Internet: nothing served locally, and the root
+# (so every name) stubbed to a closed port on loopback.
+OFFLINE_CONF = """\
+server:
+  interface: 127.0.0.1
+  port: {port}
+  do-ip6: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{folder}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  num-threads: 1
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  local-zone: "2.0.192.in-addr.arpa." nodefault
+stub-zone:
+  name: "."
+  stub-addr: 127.0.0.1@{dead}
+"""
+
+
 def _answers(port: int) -> bool:
     import dns.message
     import dns.query
 
     try:
-        dns.query.udp(dns.message.make_query("mx-ok.example.", "MX"), "127.0.0.1", port=port, timeout=0.3)
+        dns.query.udp(dns.message.make_query("localhost.", "A"), "127.0.0.1", port=port, timeout=0.3)
         return True
     except Exception:
         return False
 
 
-@pytest.fixture(scope="module")
-def resolver(tmp_path_factory) -> str:
-    """'127.0.0.1:PORT' of a running unbound serving tests/fixtures/checks/zones."""
+def _unbound(tmp_path_factory, template: str):
+    """Start unbound with TEMPLATE on a free loopback port; yields '127.0.0.1:PORT'."""
     if not os.path.exists(UNBOUND):
-        pytest.skip("unbound is not installed (scripts/install-test-servers.sh installs it)")
+        _missing("unbound is not installed (scripts/install-test-servers.sh installs it)")
     folder = tmp_path_factory.mktemp("unbound")
     port, dead = _free_port(), _free_port()
     conf = folder / "unbound.conf"
-    conf.write_text(UNBOUND_CONF.format(port=port, dead=dead, folder=folder, zones=ZONES.resolve()))
+    conf.write_text(template.format(port=port, dead=dead, folder=folder, zones=ZONES.resolve()))
     log = open(folder / "unbound.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -250,6 +280,26 @@ def resolver(tmp_path_factory) -> str:
             process.kill()
             process.wait(timeout=5)
         log.close()
+
+
+def _missing(why: str) -> None:
+    """A server the tests need is missing: skip on a developer's machine, fail in CI, where
+    a skip would pass silently (.ci/run sets CI=true and installs every server)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}; CI must run these tests")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def resolver(tmp_path_factory):
+    """'127.0.0.1:PORT' of a running unbound serving tests/fixtures/checks/zones."""
+    yield from _unbound(tmp_path_factory, UNBOUND_CONF)
+
+
+@pytest.fixture(scope="module")
+def offline_resolver(tmp_path_factory):
+    """'127.0.0.1:PORT' of a running unbound that cannot reach any upstream."""
+    yield from _unbound(tmp_path_factory, OFFLINE_CONF)
 
 
 @pytest.fixture
@@ -303,6 +353,49 @@ def test_closed_resolver_port_is_could_not_check_at_once(closed_resolver):
     assert time.monotonic() - started < 2
     assert result.status == COULD_NOT_CHECK
     assert "nothing answers DNS" in result.summary and closed_resolver in result.summary
+
+
+@pytest.mark.slow
+def test_a_resolver_without_upstream_is_could_not_check_for_every_dns_check(offline_resolver):
+    # The resolver answers (localhost. A), but every lookup of a remote domain times out or
+    # SERVFAILs: that is a fact about the resolver, not about the domains.
+    client = DnsClient(parse_resolver(offline_resolver), timeout=1.0)
+    results = [
+        check_domain(client, "mx-ok.example"),
+        check_reverse(client, "192.0.2.10"),
+        check_spf(client, "sender-good.example"),
+        check_dmarc(client, "sender-good.example"),
+        check_dkim(client, "sel1", "sender-good.example"),
+    ]
+    assert [r.check for r in results] == ["dns", "reverse", "spf", "dmarc", "dkim"]
+    for result in results:
+        assert result.status == COULD_NOT_CHECK, result.summary
+        assert "cannot reach the Internet" in result.summary and "'. NS'" in result.summary
+        assert result.resolver == offline_resolver
+
+
+@pytest.mark.slow
+def test_the_upstream_canary_is_configurable(offline_resolver, resolver):
+    # A canary the offline resolver answers itself (RFC 6761 localhost) proves nothing, so
+    # the domain's timeout is then blamed on the domain: the canary decides.
+    fooled = DnsClient(parse_resolver(offline_resolver), timeout=1.0, canary="localhost A")
+    assert check_domain(fooled, "mx-ok.example").status == PROBLEM
+    # On the working resolver a canary that fails makes even a SERVFAIL "could not check".
+    strict = DnsClient(parse_resolver(resolver), timeout=1.0, canary="canary.timeout.example TXT")
+    result = check_domain(strict, "servfail.test")
+    assert result.status == COULD_NOT_CHECK and "'canary.timeout.example TXT'" in result.summary
+    with pytest.raises(ResolverError):
+        DnsClient(parse_resolver(resolver), canary="example. NOTATYPE")
+
+
+@pytest.mark.slow
+def test_cli_check_through_a_resolver_without_upstream(run_cli, offline_resolver):
+    done = run_cli("diagnose", "tests/fixtures/checks/auth.log", "--check", "--resolver", offline_resolver,
+                   "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    checks = [c for d in json.loads(done.stdout)["deliveries"] for c in d["checks"]]
+    assert {c["check"] for c in checks} == {"spf", "dmarc", "dkim"}
+    assert all(c["status"] == "could-not-check" and "cannot reach the Internet" in c["summary"] for c in checks)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from bot.checks import OK, PROBLEM, WARNING, CheckResult, could_not_check
-from bot.checks.dns import DnsClient, Lookup, describe, timed, unreachable
+from bot.checks.dns import DnsClient, Lookup, describe, timed, unreachable, upstream_down
 
 MAX_LOOKUPS = 10  # RFC 7208 section 4.6.4
 _FOLLOW_LIMIT = 25  # records fetched while counting, at most: a loop or a huge tree stops here
@@ -247,6 +247,8 @@ def _first(reasons: list[str], shown: int = 2) -> str:
 
 
 def lookup_trouble(client: DnsClient, check: str, name: str, found: Lookup, what: str) -> CheckResult:
+    if offline := upstream_down(client, check, name, found):
+        return offline
     if found.status in ("timeout", "servfail"):
         return CheckResult(
             check,

@@ -30,6 +30,11 @@ import dns.resolver
 from bot.checks import OK, PROBLEM, WARNING, CheckResult, could_not_check
 
 DEFAULT_TIMEOUT = 2.0  # seconds for one DNS query
+# A name only recursion through the Internet answers: asked when a lookup times out or
+# SERVFAILs, to tell "that domain's DNS is broken" from "this resolver has no upstream".
+# A resolver that lost its upstream recently may still have '. NS' cached (for days):
+# a site can name a better canary with $WHYFAILED_DNS_CANARY ('NAME' or 'NAME TYPE').
+DEFAULT_CANARY = ". NS"
 MAX_MX_HOSTS = 5  # the MX hosts whose addresses we look up
 
 
@@ -125,12 +130,15 @@ def describe(lookup: Lookup) -> str:
 class DnsClient:
     """Queries one recursive resolver; answers are cached for the client's life (one run)."""
 
-    def __init__(self, server: tuple[str, int], timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, server: tuple[str, int], timeout: float = DEFAULT_TIMEOUT, canary: str | None = None):
         self.host, self.port = server
         self.timeout = timeout
+        self.canary = parse_canary(canary or os.environ.get("WHYFAILED_DNS_CANARY") or DEFAULT_CANARY)
         self._cache: dict[tuple[str, str], Lookup] = {}
         self._lock = threading.Lock()
         self._alive: tuple[bool, str] | None = None
+        self._upstream_lock = threading.Lock()  # held through the one canary query; others wait for it
+        self._upstream: tuple[bool, str] | None = None
         self._local = threading.local()  # per thread: the deadline of the check it runs
 
     def set_deadline(self, deadline: float | None) -> None:
@@ -231,6 +239,47 @@ class DnsClient:
             return False, f"cannot reach the resolver {self.label} ({error.strerror or error})"
         return True, ""
 
+    def upstream(self) -> tuple[bool, str]:
+        """Can the resolver recurse to the Internet? Asked once per client, only when a lookup
+        timed out or SERVFAILed: a resolver answers 'localhost.' itself, but a timeout for a
+        domain means something only if the canary (which needs upstream recursion) is answered."""
+        with self._upstream_lock:
+            if self._upstream is None:
+                name, rdtype = self.canary
+                found = self._query(name, rdtype, self.timeout)
+                if found.status in ("ok", "nodata", "nxdomain"):
+                    self._upstream = (True, "")
+                else:
+                    self._upstream = (
+                        False,
+                        f"the resolver {self.label} answers, but cannot reach the Internet: "
+                        f"'{name} {rdtype}' (a name it must ask upstream) got {describe(found)}. "
+                        "Check its forwarders or network, or give --resolver another one",
+                    )
+            return self._upstream
+
+
+def parse_canary(text: str) -> tuple[str, str]:
+    """'. NS', 'example.org', 'example.org TXT' -> (name, type); the type defaults to A."""
+    parts = text.split()
+    if not parts or len(parts) > 2:
+        raise ResolverError(f"'{text}' is not a DNS canary (give 'NAME' or 'NAME TYPE')")
+    rdtype = parts[1].upper() if len(parts) == 2 else "A"
+    try:
+        dns.rdatatype.from_text(rdtype)
+    except dns.rdatatype.UnknownRdatatype:
+        raise ResolverError(f"'{text}': '{parts[1]}' is not a DNS record type") from None
+    return parts[0], rdtype
+
+
+def upstream_down(client: DnsClient, check: str, target: str, lookup: Lookup) -> CheckResult | None:
+    """After a timeout or SERVFAIL: 'could not check' when the resolver cannot reach the
+    Internet at all (the failure says nothing about TARGET); None when it can."""
+    if lookup.status not in ("timeout", "servfail"):
+        return None
+    ok, why = client.upstream()
+    return None if ok else could_not_check(check, target, why, resolver=client.label, lookup=lookup.status)
+
 
 def unreachable(client: DnsClient, check: str, target: str) -> CheckResult | None:
     """'Could not check' when the resolver itself is down; None when it works."""
@@ -289,6 +338,8 @@ def check_domain(client: DnsClient, domain: str) -> CheckResult:
 def _lookup_failed(client: DnsClient, domain: str, mx: Lookup) -> CheckResult:
     if mx.status == "refused":
         return could_not_check("dns", domain, f"the resolver {client.label} refused the query", mx="refused")
+    if offline := upstream_down(client, "dns", domain, mx):
+        return offline
     if mx.status in ("error", "deadline"):
         return could_not_check("dns", domain, mx.detail or describe(mx), mx=mx.status)
     if mx.status == "timeout":

@@ -10,7 +10,7 @@ import re
 import dns.reversename
 
 from bot.checks import OK, PROBLEM, WARNING, CheckResult, could_not_check
-from bot.checks.dns import DnsClient, describe, timed, unreachable
+from bot.checks.dns import DnsClient, describe, timed, unreachable, upstream_down
 
 MAX_PTR_NAMES = 3
 # Names that look like an ISP's pool of dynamic or residential addresses.
@@ -40,6 +40,8 @@ def check_reverse(client: DnsClient, ip: str) -> CheckResult:
             data={"ptr": [], "ptr_status": ptr.status, "confirmed": False},
         )
     if ptr.status != "ok":
+        if offline := upstream_down(client, "reverse", ip, ptr):
+            return offline
         if ptr.status == "timeout" or ptr.status == "servfail":
             return CheckResult(
                 "reverse",

@@ -54,6 +54,7 @@ class CheckSettings:
     smtp_port: int = 25
     tls_timeout: float = 4.0
     cafile: str | None = None  # trust these CAs instead of the system's (tests)
+    canary: str | None = None  # 'NAME [TYPE]' that needs upstream recursion; None: $WHYFAILED_DNS_CANARY, else '. NS'
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,11 +246,12 @@ def _too_slow(task: Task, limit: float, resolver: str) -> list[CheckResult]:
 def _client(settings: CheckSettings) -> tuple[DnsClient | None, str]:
     try:
         server = resolver_address(settings.resolver, settings.resolv_conf)
+        if server is None:
+            why = f"no DNS resolver is configured here (no nameserver in {settings.resolv_conf}): give --resolver IP"
+            return None, why
+        return DnsClient(server, timeout=settings.timeout, canary=settings.canary), ""
     except ResolverError as error:
-        return None, f"bad resolver address: {error}"
-    if server is None:
-        return None, f"no DNS resolver is configured here (no nameserver in {settings.resolv_conf}): give --resolver IP"
-    return DnsClient(server, timeout=settings.timeout), ""
+        return None, f"bad resolver setting: {error}"
 
 
 def _execute(task: Task, client: DnsClient, settings: CheckSettings) -> CheckResult | list[CheckResult]:
