@@ -446,8 +446,21 @@ def test_dmarc_reject_none_and_missing(client):
     reject = check_dmarc(client, "sender-good.example")
     assert reject.status == OK and reject.data["policy"] == "reject" and "REJECT" in reject.summary
     assert check_dmarc(client, "sender-many.example").data["policy"] == "none"
-    missing = check_dmarc(client, "sender-broken.example")
-    assert missing.status == WARNING and missing.data["policy"] is None
+    missing = check_dmarc(client, "mx-ok.example")
+    assert missing.status == WARNING and missing.data["policy"] is None and "no DMARC record" in missing.summary
+
+
+@pytest.mark.slow
+def test_dmarc_bad_policy_two_records_and_the_organisational_domain(client):
+    broken = check_dmarc(client, "sender-broken.example")
+    assert broken.status == PROBLEM and "'p=maybe' is not none, quarantine or reject" in broken.summary
+    twice = check_dmarc(client, "sender-twice.example")
+    assert twice.status == PROBLEM and "2 DMARC records" in twice.summary
+    assert sorted(twice.data["records"]) == ["v=DMARC1; p=none", "v=DMARC1; p=reject"]
+    sub = check_dmarc(client, "news.sender-good.example")
+    assert sub.status == OK and sub.data["policy"] == "reject"
+    assert sub.data["record_name"] == "_dmarc.sender-good.example"
+    assert sub.facts[0].startswith("TXT _dmarc.news.sender-good.example: the name does not exist")
 
 
 @pytest.mark.slow
