@@ -20,7 +20,14 @@ from bot.checks import COULD_NOT_CHECK, OK, PROBLEM, SKIPPED, WARNING
 from bot.checks.auth import check_dmarc, check_spf, organizational_domain, parse_dmarc, parse_spf
 from bot.checks.dkim import check_dkim, dkim_selectors, rsa_key_bits
 from bot.checks.dns import DnsClient, ResolverError, check_domain, parse_resolver, resolver_address
-from bot.checks.dnsbl import check_dnsbl, configured_zones, query_name
+from bot.checks.dnsbl import (
+    POLICY_NOTE,
+    PUBLIC_RESOLVERS,
+    check_dnsbl,
+    configured_zones,
+    query_name,
+    refuses_public_resolvers,
+)
 from bot.checks.reverse import check_reverse
 from bot.checks.run import CheckSettings, check_report, checks_for, sending_ip
 from bot.checks.tls import check_tls
@@ -425,6 +432,46 @@ def test_dnsbl_listed_not_listed_and_refused(client):
     assert clean.status == OK and "Could not check refusing-bl.example" in clean.summary
     assert check_dnsbl(client, "192.0.2.12", ["refusing-bl.example"]).status == COULD_NOT_CHECK
     assert check_dnsbl(client, "127.0.0.2", ["dnsbl.example"]).status == PROBLEM
+
+
+@pytest.mark.slow
+def test_dnsbl_answers_outside_127_are_a_rewriting_resolver_not_a_listing(client):
+    result = check_dnsbl(client, "192.0.2.12", ["hijacked-bl.example"])
+    assert result.status == COULD_NOT_CHECK
+    (row,) = result.data["zones"]
+    assert row["listed"] is None and row["codes"] == ["198.51.100.80"]
+    assert "the resolver rewrote the answer" in row["error"] and "NXDOMAIN hijacking" in row["error"]
+    both = check_dnsbl(client, "192.0.2.11", ["hijacked-bl.example", "dnsbl.example"])
+    assert both.status == PROBLEM and [r["listed"] for r in both.data["zones"]] == [None, True]
+
+
+@pytest.mark.slow
+def test_dnsbl_refusing_zone_carries_the_usage_policy_note(client):
+    result = check_dnsbl(client, "192.0.2.12", ["refusing-bl.example"])
+    assert result.status == COULD_NOT_CHECK and POLICY_NOTE in result.facts
+
+
+@pytest.mark.slow
+def test_spamhaus_is_not_asked_through_a_public_resolver(client):
+    # Through 8.8.8.8 and the like, Spamhaus answers nothing useful, so its zones are not
+    # asked at all; the others still are. (The address decides when public is not given.)
+    result = check_dnsbl(client, "192.0.2.11", ["zen.spamhaus.org", "dnsbl.example"], public=True)
+    spamhaus, other = result.data["zones"]
+    assert spamhaus["listed"] is None and "public resolver" in spamhaus["error"] and spamhaus["codes"] == []
+    assert other["listed"] is True and result.status == PROBLEM
+    assert POLICY_NOTE in result.facts and any("Spamhaus does not answer" in f for f in result.facts)
+    assert check_dnsbl(client, "192.0.2.12", ["zen.spamhaus.org"], public=True).status == COULD_NOT_CHECK
+    assert "8.8.8.8" in PUBLIC_RESOLVERS and "127.0.0.1" not in PUBLIC_RESOLVERS
+    assert refuses_public_resolvers("zen.spamhaus.org") and not refuses_public_resolvers("bl.spamcop.net")
+
+
+@pytest.mark.slow
+def test_cli_dnsbl_zones_option(run_cli, resolver):
+    done = run_cli("diagnose", "tests/fixtures/checks/reputation.log", "--check", "--resolver", resolver,
+                   "--dnsbl-zones", "dnsbl.example, hijacked-bl.example", "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [c for d in json.loads(done.stdout)["deliveries"] for c in d["checks"] if c["check"] == "dnsbl"]
+    assert [[z["zone"] for z in c["data"]["zones"]] for c in rows] == [["dnsbl.example", "hijacked-bl.example"]] * 3
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ class CheckSettings:
     check_timeout: float = 8.0  # one check, all its queries
     total_timeout: float = 20.0  # every check of a report
     dnsbl_zones: tuple[str, ...] | None = None  # None: $WHYFAILED_DNSBL_ZONES, else the defaults
+    public_resolver: bool | None = None  # the resolver is (or forwards to) 8.8.8.8 and the like; None: by its address
     tls: bool = False  # connect to MX hosts (tls-failure): only when asked
     smtp_port: int = 25
     tls_timeout: float = 4.0
@@ -258,7 +259,7 @@ def _execute(task: Task, client: DnsClient, settings: CheckSettings) -> CheckRes
     runners: dict[str, Callable[[], CheckResult | list[CheckResult]]] = {
         "dns": lambda: dns_check.check_domain(client, task.target),
         "reverse": lambda: reverse.check_reverse(client, task.target),
-        "dnsbl": lambda: dnsbl.check_dnsbl(client, task.target, settings.dnsbl_zones),
+        "dnsbl": lambda: dnsbl.check_dnsbl(client, task.target, settings.dnsbl_zones, settings.public_resolver),
         "spf": lambda: auth.check_spf(client, task.target),
         "dmarc": lambda: auth.check_dmarc(client, task.target),
         "dkim": lambda: dkim.check_dkim(client, task.target, task.extra),
