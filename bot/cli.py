@@ -81,6 +81,8 @@ def _zones(_ctx, _param, value):
     callback=_zones,
     help="The blocklists --check asks (default: $WHYFAILED_DNSBL_ZONES, else Spamhaus ZEN, SpamCop, Barracuda).",
 )
+# Tests point the TLS check at a STARTTLS server on a loopback port; mail is always on 25.
+@click.option("--smtp-port", type=click.IntRange(1, 65535), default=None, hidden=True)
 def diagnose(
     paths: tuple[str, ...],
     fmt: str,
@@ -91,6 +93,7 @@ def diagnose(
     check_tls: bool = False,
     resolver: str | None = None,
     dnsbl_zones: tuple[str, ...] | None = None,
+    smtp_port: int | None = None,
 ) -> None:
     """Diagnose each PATH (a mail log excerpt, an SMTP transcript or a bounce message).
 
@@ -116,7 +119,7 @@ def diagnose(
         with _progress(len(source.text), source.name):
             report = diagnose_text(source.text, source.name, source.notes)
         if check or check_tls:
-            _check_now(report, tls=check_tls, resolver=resolver, dnsbl_zones=dnsbl_zones)
+            _check_now(report, tls=check_tls, resolver=resolver, dnsbl_zones=dnsbl_zones, smtp_port=smtp_port)
         reports.append(report)
         _emit(report, fmt, verbose, stats, several=len(paths) > 1)
     if fmt == "json" and len(paths) > 1:

@@ -523,22 +523,44 @@ def test_dkim_key_published_revoked_and_missing(client):
 # --- TLS against a STARTTLS server on loopback ----------------------------------------------
 
 
-def _certificate(folder: Path, days: int) -> tuple[Path, Path]:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
-    cert, key = folder / f"cert{days}.pem", folder / f"key{days}.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", str(days), "-subj", "/CN=mx1.mx-ok.example", "-addext", "subjectAltName=DNS:mx1.mx-ok.example"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+def _certificate(folder: Path, days: int, name: str = "mx1.mx-ok.example", expired: bool = False) -> tuple[Path, Path]:
+    """A self-signed certificate for NAME valid for DAYS from now (or that expired DAYS ago)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(days=days + 30), now - timedelta(days=days)) if expired else (now, now)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start - timedelta(minutes=5))
+        .not_valid_after(end + timedelta(days=0 if expired else days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    stem = f"{name}-{days}{'-expired' if expired else ''}"
+    cert, key_file = folder / f"{stem}.pem", folder / f"{stem}.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert, key_file
 
 
 class StartTlsServer:
     """A minimal SMTP server on 127.0.0.1: greeting, EHLO, STARTTLS, then the TLS handshake."""
 
-    def __init__(self, cert: Path | None, key: Path | None, starttls: bool = True):
+    def __init__(self, cert: Path | None, key: Path | None, starttls: bool = True, stall: bool = False):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
@@ -547,6 +569,7 @@ class StartTlsServer:
             self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.context.load_cert_chain(cert, key)
         self.starttls = starttls
+        self.stall = stall  # say 220 to STARTTLS, then never answer the TLS handshake
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -573,6 +596,9 @@ class StartTlsServer:
         if reader.readline().strip().upper() == b"STARTTLS" and self.starttls:
             conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
             reader.close()
+            if self.stall:
+                self.stop.wait(timeout=10)
+                return
             with self.context.wrap_socket(conn, server_side=True) as tls:
                 tls.recv(1024)
 
@@ -586,9 +612,9 @@ class StartTlsServer:
 def tls_server(tmp_path):
     servers = []
 
-    def start(days: int | None = 30, starttls: bool = True) -> tuple[StartTlsServer, Path | None]:
-        cert, key = _certificate(tmp_path, days) if days else (None, None)
-        server = StartTlsServer(cert, key, starttls)
+    def start(days: int | None = 30, starttls: bool = True, stall: bool = False, **cert_args):
+        cert, key = _certificate(tmp_path, days, **cert_args) if days else (None, None)
+        server = StartTlsServer(cert, key, starttls, stall)
         servers.append(server)
         return server, cert
 
@@ -623,6 +649,26 @@ def test_tls_not_offered_and_nothing_listening(client, tls_server):
     assert result.status == PROBLEM and result.data == {"starttls": False}
     closed = check_tls(client, "mx-ok.example", port=_free_port(), timeout=3)
     assert closed.status == COULD_NOT_CHECK and "cannot connect" in closed.summary
+
+
+@pytest.mark.slow
+def test_tls_certificate_for_another_name_and_expired(client, tls_server):
+    other, cert = tls_server(days=30, name="mail.elsewhere.example")
+    mismatch = check_tls(client, "mx-ok.example", port=other.port, timeout=3, cafile=str(cert))
+    assert mismatch.status == PROBLEM and "Hostname mismatch" in mismatch.summary
+    assert "certificate names: mail.elsewhere.example" in mismatch.facts
+    old, cert = tls_server(days=3, expired=True)
+    expired = check_tls(client, "mx-ok.example", port=old.port, timeout=3, cafile=str(cert))
+    assert expired.status == PROBLEM and "certificate has expired" in expired.summary
+    assert any(f.startswith("expires: ") for f in expired.facts)
+
+
+@pytest.mark.slow
+def test_tls_handshake_timeout_is_could_not_check(client, tls_server):
+    stalled, cert = tls_server(days=30, stall=True)
+    result = check_tls(client, "mx-ok.example", port=stalled.port, timeout=1, cafile=str(cert))
+    assert result.status == COULD_NOT_CHECK
+    assert "accepted STARTTLS, but the TLS handshake did not finish within 1 s" in result.summary
 
 
 # --- the whole run, and the command line ------------------------------------------------------
@@ -697,6 +743,21 @@ def test_cli_check_with_closed_resolver_says_could_not_check(run_cli, closed_res
     assert done.returncode == 0, done.stderr
     (check,) = json.loads(done.stdout)["deliveries"][0]["checks"]
     assert check["status"] == "could-not-check" and check["summary"].startswith("Could not check:")
+
+
+@pytest.mark.slow
+def test_cli_check_tls_end_to_end(run_cli, resolver, tls_server):
+    server, cert = tls_server(days=30)
+    args = ("diagnose", "tests/fixtures/checks/tls.log", "--check", "--check-tls", "--resolver", resolver,
+            "--smtp-port", str(server.port), "--format", "json")  # fmt: skip
+    trusted = run_cli(*args, env={"SSL_CERT_FILE": str(cert)}, timeout=60)  # the test CA, as the system's
+    assert trusted.returncode == 0, trusted.stderr
+    (check,) = json.loads(trusted.stdout)["deliveries"][0]["checks"]
+    assert check["check"] == "tls" and check["status"] == "ok", check["summary"]
+    assert check["target"] == f"mx1.mx-ok.example:{server.port}" and check["data"]["names"] == ["mx1.mx-ok.example"]
+    untrusted = run_cli(*args, env={"SSL_CERT_FILE": os.devnull}, timeout=60)
+    (check,) = json.loads(untrusted.stdout)["deliveries"][0]["checks"]
+    assert check["status"] == "problem" and "does not verify" in check["summary"]
 
 
 @pytest.mark.slow

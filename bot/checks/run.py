@@ -52,7 +52,7 @@ class CheckSettings:
     dnsbl_zones: tuple[str, ...] | None = None  # None: $WHYFAILED_DNSBL_ZONES, else the defaults
     public_resolver: bool | None = None  # the resolver is (or forwards to) 8.8.8.8 and the like; None: by its address
     tls: bool = False  # connect to MX hosts (tls-failure): only when asked
-    smtp_port: int = 25
+    smtp_port: int = 25  # the MX's SMTP port; only tests use another (diagnose --smtp-port, hidden)
     tls_timeout: float = 4.0
     cafile: str | None = None  # trust these CAs instead of the system's (tests)
     canary: str | None = None  # 'NAME [TYPE]' that needs upstream recursion; None: $WHYFAILED_DNS_CANARY, else '. NS'
