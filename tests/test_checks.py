@@ -195,6 +195,7 @@ server:
   outgoing-interface: 127.0.0.3
   do-not-query-localhost: no
   local-zone: "2.0.192.in-addr.arpa." nodefault
+  local-zone: "8.b.d.0.1.0.0.2.ip6.arpa." nodefault
   # A name whose queries are dropped: the client sees a timeout.
   local-zone: "timeout.example." deny
   local-zone: "servfail.test." transparent
@@ -212,6 +213,12 @@ auth-zone:
 auth-zone:
   name: "2.0.192.in-addr.arpa."
   zonefile: "{zones}/2.0.192.in-addr.arpa.zone"
+  for-upstream: yes
+  for-downstream: no
+  fallback-enabled: no
+auth-zone:
+  name: "8.b.d.0.1.0.0.2.ip6.arpa."
+  zonefile: "{zones}/8.b.d.0.1.0.0.2.ip6.arpa.zone"
   for-upstream: yes
   for-downstream: no
   fallback-enabled: no
@@ -342,6 +349,13 @@ def test_null_mx_nxdomain_dangling_and_implicit_mx(client):
 
 
 @pytest.mark.slow
+def test_null_mx_mixed_with_other_mx_is_a_problem(client):
+    mixed = check_domain(client, "mixed.example")
+    assert mixed.status == PROBLEM and mixed.data["null_mx"] and "mixes a null MX" in mixed.summary
+    assert mixed.facts == ("MX 0 .", "MX 10 mx1.mx-ok.example.")
+
+
+@pytest.mark.slow
 def test_servfail_and_timeout_are_told_apart(client):
     servfail = check_domain(client, "servfail.test")
     assert servfail.status == PROBLEM and servfail.data == {"mx": "servfail"} and "SERVFAIL" in servfail.summary
@@ -421,6 +435,16 @@ def test_reverse_dns_confirmed_unconfirmed_and_missing(client):
 
 
 @pytest.mark.slow
+def test_reverse_dns_of_a_dynamic_pool_and_over_ipv6(client):
+    pool = check_reverse(client, "192.0.2.13")
+    assert pool.status == WARNING and pool.data["confirmed"] and "dynamic or residential pool" in pool.summary
+    six = check_reverse(client, "2001:db8::25")
+    assert six.status == OK and six.data["ptr"] == ["mail6.sender-good.example"]
+    assert "PTR 2001:db8::25 -> mail6.sender-good.example -> 2001:db8::25" in six.facts
+    assert check_reverse(client, "2001:db8::26").status == PROBLEM  # no PTR
+
+
+@pytest.mark.slow
 def test_dnsbl_listed_not_listed_and_refused(client):
     zones = ["dnsbl.example", "refusing-bl.example"]
     listed = check_dnsbl(client, "192.0.2.11", zones)
@@ -489,6 +513,22 @@ def test_spf_good_broken_too_many_lookups_twice_and_missing(client):
 
 
 @pytest.mark.slow
+def test_spf_plus_all_include_without_spf_and_include_timeout(client):
+    open_ = check_spf(client, "sender-open.example")
+    assert open_.status == WARNING and open_.data["all"] == "+all" and "'+all'" in open_.summary
+    noinclude = check_spf(client, "sender-noinclude.example")
+    assert noinclude.status == PROBLEM
+    assert noinclude.data["problems"] == [
+        "include:mx-ok.example has no SPF record: receivers get a permanent error (permerror)"
+    ]
+    slow = check_spf(client, "sender-slow.example")
+    assert slow.status == PROBLEM and "temperror" in slow.data["problems"][0]
+    assert slow.data["problems"][0].startswith(
+        "include:spf.timeout.example cannot be looked up now (no answer in time)"
+    )
+
+
+@pytest.mark.slow
 def test_dmarc_reject_none_and_missing(client):
     reject = check_dmarc(client, "sender-good.example")
     assert reject.status == OK and reject.data["policy"] == "reject" and "REJECT" in reject.summary
@@ -518,6 +558,14 @@ def test_dkim_key_published_revoked_and_missing(client):
     assert revoked.status == PROBLEM and "revoked" in revoked.summary
     missing = check_dkim(client, "nope", "sender-good.example")
     assert missing.status == PROBLEM and "no DKIM key" in missing.summary
+
+
+@pytest.mark.slow
+def test_dkim_short_key_and_invalid_base64(client):
+    short = check_dkim(client, "short", "sender-good.example")
+    assert short.status == PROBLEM and short.data["bits"] == 512 and "RFC 8301" in short.summary
+    bad = check_dkim(client, "bad64", "sender-good.example")
+    assert bad.status == PROBLEM and "not valid base64" in bad.summary
 
 
 # --- TLS against a STARTTLS server on loopback ----------------------------------------------
