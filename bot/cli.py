@@ -225,9 +225,25 @@ def _duration(_ctx, _param, value):
 )
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: int, fmt: str) -> None:
+@click.option("--check", is_flag=True, help="Confirm each diagnosis now: live DNS, reverse DNS, SPF/DMARC, blocklists.")
+@click.option(
+    "--resolver",
+    metavar="IP[:PORT]",
+    callback=_resolver,
+    help="The DNS resolver the checks ask (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
+)
+def why(
+    address: str,
+    since,
+    db_path: str | None,
+    logs: tuple[str, ...],
+    limit: int,
+    fmt: str,
+    check: bool = False,
+    resolver: str | None = None,
+) -> None:
     """The latest deliveries to or from ADDRESS (or '@domain' for its recent failures),
-    with their timeline and diagnosis."""
+    with their timeline and diagnosis; with --check, what is true now."""
     import os
 
     from bot.store import Store, StoreError
@@ -250,6 +266,8 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
             _stderr().print(f"error: {error}", markup=False)
             sys.exit(EXIT_USAGE)
     report.input = f"why {address} ({report.input})"
+    if check and report.deliveries:
+        _check_now(report, resolver=resolver)
     if not report.deliveries and fmt == "text":
         click.echo(f"No deliveries to or from {address} were found" + (" in that time." if since else "."))
         return

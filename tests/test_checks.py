@@ -785,6 +785,20 @@ def test_cli_check_confirms_a_missing_domain(run_cli, resolver):
 
 
 @pytest.mark.slow
+def test_cli_why_check_confirms_a_missing_domain(run_cli, resolver):
+    done = run_cli("why", "info@no-such-domain.example", "--log", "tests/fixtures/postfix/mx-not-found.log",
+                   "--check", "--resolver", resolver, "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (check,) = json.loads(done.stdout)["deliveries"][0]["checks"]
+    assert check["check"] == "dns" and check["status"] == "problem" and check["data"] == {"mx": "nxdomain"}
+    plain = run_cli("why", "info@no-such-domain.example", "--log", "tests/fixtures/postfix/mx-not-found.log",
+                    "--format", "json")  # fmt: skip
+    assert "checks" not in json.loads(plain.stdout)["deliveries"][0]
+    bad = run_cli("why", "a@b.example", "--log", "x.log", "--check", "--resolver", "dns.example")
+    assert bad.returncode == 2 and b"not an IP address" in bad.stderr
+
+
+@pytest.mark.slow
 def test_cli_check_with_closed_resolver_says_could_not_check(run_cli, closed_resolver):
     done = run_cli("diagnose", "tests/fixtures/postfix/mx-not-found.log", "--check", "--resolver", closed_resolver,
                    "--format", "json", timeout=60)  # fmt: skip
