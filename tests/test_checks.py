@@ -749,6 +749,48 @@ def test_every_delivery_of_a_report_gets_its_check(resolver):
     assert found["sales@dangling.example"].status == PROBLEM
 
 
+def test_check_settings_from_a_settings_object():
+    from types import SimpleNamespace
+
+    from bot.settings import Settings
+
+    assert CheckSettings.from_settings(Settings()) == CheckSettings()  # no check fields there yet
+    given = SimpleNamespace(resolver="127.0.0.1:5353", dns_canary="example.org A",
+                            dnsbl_zones="bl.example, Dnsbl.Example.", check_tls=True, check_timeout=None)  # fmt: skip
+    settings = CheckSettings.from_settings(given, total_timeout=5.0)
+    assert settings.resolver == "127.0.0.1:5353" and settings.canary == "example.org A" and settings.tls
+    assert settings.dnsbl_zones == ("bl.example", "dnsbl.example") and settings.total_timeout == 5.0
+    assert settings.check_timeout == CheckSettings().check_timeout
+    assert CheckSettings.from_settings(None, resolver="::1") == CheckSettings(resolver="::1")
+
+
+@pytest.mark.slow
+def test_check_report_from_several_worker_threads_at_once(resolver):
+    # As a chat adapter calls it: from its own worker threads, several reports at a time.
+    logs = ["dns.log", "reputation.log", "auth.log"]
+    reports = [diagnose_text((FIXTURES / "checks" / name).read_text(), name) for name in logs]
+    settings = CheckSettings.from_settings(None, resolver=resolver, timeout=1.0, dnsbl_zones=("dnsbl.example",))
+    errors = []
+
+    def work(report):
+        try:
+            check_report(report, settings)
+        except Exception as error:  # pragma: no cover - the assertion below shows it
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    for report in reports:
+        assert all(d.checks for d in report.deliveries if d.diagnosis and d.diagnosis.id != "delivered")
+    dns_found = {d.recipient: d.checks[0].data for d in reports[0].deliveries}
+    assert dns_found["ops@timeout.example"] == {"mx": "timeout"}
+    assert reports[1].deliveries[1].checks[1].data["zones"][0]["listed"] is True
+
+
 @pytest.mark.slow
 def test_a_slow_check_is_cut_off_at_its_own_timeout(resolver):
     report = diagnose_text((FIXTURES / "checks" / "dns.log").read_text(), "dns.log")

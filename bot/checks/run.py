@@ -57,6 +57,22 @@ class CheckSettings:
     cafile: str | None = None  # trust these CAs instead of the system's (tests)
     canary: str | None = None  # 'NAME [TYPE]' that needs upstream recursion; None: $WHYFAILED_DNS_CANARY, else '. NS'
 
+    @classmethod
+    def from_settings(cls, settings: object | None = None, **overrides) -> CheckSettings:
+        """CheckSettings from a settings object such as bot.settings.Settings: it reads the
+        attributes resolver, dns_canary, dnsbl_zones (a list or 'a,b'), check_tls and
+        check_timeout where the object has them (so WHYFAILED_RESOLVER and friends work through
+        .env too); what it lacks keeps the default. OVERRIDES win over both."""
+        names = {"resolver": "resolver", "dns_canary": "canary", "check_tls": "tls", "check_timeout": "check_timeout"}
+        found = {ours: getattr(settings, theirs) for theirs, ours in names.items() if hasattr(settings, theirs)}
+        zones = getattr(settings, "dnsbl_zones", None)
+        if isinstance(zones, str):
+            zones = zones.split(",")
+        if zones:
+            found["dnsbl_zones"] = tuple(z.strip().strip(".").lower() for z in zones if z.strip()) or None
+        found = {key: value for key, value in found.items() if value is not None}
+        return cls(**{**found, **overrides})
+
 
 @dataclass(frozen=True, slots=True)
 class Task:
@@ -164,7 +180,12 @@ def _public_ip(text: str) -> str | None:
 
 def check_report(report: Report, settings: CheckSettings | None = None) -> Report:
     """Run the checks that apply to each delivery of REPORT; store them in `delivery.checks`
-    (an empty list when none applies). Returns REPORT."""
+    (an empty list when none applies). Returns REPORT.
+
+    The entry point for every surface: safe to call from a worker thread, and from several at
+    once (each call has its own resolver client and threads; nothing global is touched). It
+    blocks for at most about settings.total_timeout, and reports a failed or slow check as
+    'could not check' instead of raising."""
     settings = settings or CheckSettings()
     plans = [checks_for(d, settings) for d in report.deliveries]
     tasks = list(dict.fromkeys(t for plan in plans for t in plan if isinstance(t, Task)))
