@@ -19,7 +19,7 @@ import pytest
 from bot.checks import COULD_NOT_CHECK, OK, PROBLEM, SKIPPED, WARNING
 from bot.checks.auth import check_dmarc, check_spf, organizational_domain, parse_dmarc, parse_spf
 from bot.checks.dkim import check_dkim, dkim_selectors, rsa_key_bits
-from bot.checks.dns import DnsClient, ResolverError, check_domain, parse_resolver, resolver_address
+from bot.checks.dns import DnsClient, ResolverError, parse_resolver, resolver_address
 from bot.checks.dnsbl import (
     POLICY_NOTE,
     PUBLIC_RESOLVERS,
@@ -28,6 +28,7 @@ from bot.checks.dnsbl import (
     query_name,
     refuses_public_resolvers,
 )
+from bot.checks.domain import check_domain
 from bot.checks.reverse import check_reverse
 from bot.checks.run import CheckSettings, check_report, checks_for, sending_ip
 from bot.checks.tls import check_tls

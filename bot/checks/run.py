@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.checks import SKIPPED, CheckResult, auth, could_not_check, dkim, dnsbl, reverse, tls
-from bot.checks import dns as dns_check
 from bot.checks.dns import DnsClient, ResolverError, resolver_address
+from bot.checks.domain import check_domain
 from bot.model import Delivery, Report
 
 CHECKS_FOR: dict[str, tuple[str, ...]] = {
@@ -278,7 +278,7 @@ def _client(settings: CheckSettings) -> tuple[DnsClient | None, str]:
 
 def _execute(task: Task, client: DnsClient, settings: CheckSettings) -> CheckResult | list[CheckResult]:
     runners: dict[str, Callable[[], CheckResult | list[CheckResult]]] = {
-        "dns": lambda: dns_check.check_domain(client, task.target),
+        "dns": lambda: check_domain(client, task.target),
         "reverse": lambda: reverse.check_reverse(client, task.target),
         "dnsbl": lambda: dnsbl.check_dnsbl(client, task.target, settings.dnsbl_zones, settings.public_resolver),
         "spf": lambda: auth.check_spf(client, task.target),
