@@ -388,8 +388,9 @@ def test_a_resolver_without_upstream_is_could_not_check_for_every_dns_check(offl
         check_spf(client, "sender-good.example"),
         check_dmarc(client, "sender-good.example"),
         check_dkim(client, "sel1", "sender-good.example"),
+        check_dnsbl(client, "192.0.2.11", ["dnsbl.example"]),
     ]
-    assert [r.check for r in results] == ["dns", "reverse", "spf", "dmarc", "dkim"]
+    assert [r.check for r in results] == ["dns", "reverse", "spf", "dmarc", "dkim", "dnsbl"]
     for result in results:
         assert result.status == COULD_NOT_CHECK, result.summary
         assert "cannot reach the Internet" in result.summary and "'. NS'" in result.summary

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import replace
 
 import dns.reversename
 
 from bot.checks import COULD_NOT_CHECK, OK, PROBLEM, CheckResult, could_not_check
-from bot.checks.dns import DnsClient, Lookup, timed, unreachable
+from bot.checks.dns import DnsClient, Lookup, timed, unreachable, upstream_down
 
 DEFAULT_ZONES = ("zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org")
 
@@ -118,6 +119,9 @@ def check_dnsbl(
         facts.append(f"{client.host} is a public resolver: Spamhaus does not answer queries made through it.")
     if unknown:
         facts.append(POLICY_NOTE)
+    failed = next((a for a in answers.values() if a.status in ("timeout", "servfail")), None)
+    if failed and not listed and not clean and (offline := upstream_down(client, "dnsbl", ip, failed)):
+        return replace(offline, facts=tuple(facts), data={**offline.data, "zones": rows})
     return _verdict(ip, listed, clean, unknown, facts, {"zones": rows})
 
 
