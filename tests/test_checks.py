@@ -447,6 +447,13 @@ def test_reverse_dns_of_a_dynamic_pool_and_over_ipv6(client):
 
 
 @pytest.mark.slow
+def test_reverse_dns_whose_forward_lookup_times_out(client):
+    result = check_reverse(client, "192.0.2.14")
+    assert result.status == PROBLEM and result.data["forward_status"] == "timeout"
+    assert "looking that name up fails now (no answer in time)" in result.summary
+
+
+@pytest.mark.slow
 def test_dnsbl_listed_not_listed_and_refused(client):
     zones = ["dnsbl.example", "refusing-bl.example"]
     listed = check_dnsbl(client, "192.0.2.11", zones)
