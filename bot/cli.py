@@ -38,6 +38,15 @@ def _resolver(_ctx, _param, value):
     return value
 
 
+def _zones(_ctx, _param, value):
+    if value is None:
+        return None
+    zones = tuple(z.strip().strip(".").lower() for z in value.split(",") if z.strip())
+    if not zones:
+        raise click.BadParameter("give one or more zones, comma-separated (e.g. bl.spamcop.net)")
+    return zones
+
+
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH ...|-]")
 @click.option(
@@ -66,6 +75,14 @@ def _resolver(_ctx, _param, value):
     callback=_resolver,
     help="The DNS resolver the checks ask (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
 )
+@click.option(
+    "--dnsbl-zones",
+    metavar="ZONE,ZONE...",
+    callback=_zones,
+    help="The blocklists --check asks (default: $WHYFAILED_DNSBL_ZONES, else Spamhaus ZEN, SpamCop, Barracuda).",
+)
+# Tests point the TLS check at a STARTTLS server on a loopback port; mail is always on 25.
+@click.option("--smtp-port", type=click.IntRange(1, 65535), default=None, hidden=True)
 def diagnose(
     paths: tuple[str, ...],
     fmt: str,
@@ -75,6 +92,8 @@ def diagnose(
     check: bool = False,
     check_tls: bool = False,
     resolver: str | None = None,
+    dnsbl_zones: tuple[str, ...] | None = None,
+    smtp_port: int | None = None,
 ) -> None:
     """Diagnose each PATH (a mail log excerpt, an SMTP transcript or a bounce message).
 
@@ -100,7 +119,7 @@ def diagnose(
         with _progress(len(source.text), source.name):
             report = diagnose_text(source.text, source.name, source.notes)
         if check or check_tls:
-            _check_now(report, check_tls, resolver)
+            _check_now(report, tls=check_tls, resolver=resolver, dnsbl_zones=dnsbl_zones, smtp_port=smtp_port)
         reports.append(report)
         _emit(report, fmt, verbose, stats, several=len(paths) > 1)
     if fmt == "json" and len(paths) > 1:
@@ -110,13 +129,15 @@ def diagnose(
     sys.exit(EXIT_USAGE if errors else EXIT_OK)
 
 
-def _check_now(report, tls: bool, resolver: str | None) -> None:
+def _check_now(report, **settings) -> None:
+    """The live checks, with CheckSettings fields from the command line (None: the default)."""
     from contextlib import nullcontext
 
     from bot.checks.run import CheckSettings, check_report
 
+    given = {name: value for name, value in settings.items() if value is not None}
     with _stderr().status("Checking now…") if sys.stderr.isatty() else nullcontext():
-        check_report(report, CheckSettings(resolver=resolver, tls=tls))
+        check_report(report, CheckSettings(**given))
 
 
 class _progress:
@@ -207,9 +228,25 @@ def _duration(_ctx, _param, value):
 )
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: int, fmt: str) -> None:
+@click.option("--check", is_flag=True, help="Confirm each diagnosis now: live DNS, reverse DNS, SPF/DMARC, blocklists.")
+@click.option(
+    "--resolver",
+    metavar="IP[:PORT]",
+    callback=_resolver,
+    help="The DNS resolver the checks ask (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
+)
+def why(
+    address: str,
+    since,
+    db_path: str | None,
+    logs: tuple[str, ...],
+    limit: int,
+    fmt: str,
+    check: bool = False,
+    resolver: str | None = None,
+) -> None:
     """The latest deliveries to or from ADDRESS (or '@domain' for its recent failures),
-    with their timeline and diagnosis."""
+    with their timeline and diagnosis; with --check, what is true now."""
     import os
 
     from bot.store import Store, StoreError
@@ -232,6 +269,8 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
             _stderr().print(f"error: {error}", markup=False)
             sys.exit(EXIT_USAGE)
     report.input = f"why {address} ({report.input})"
+    if check and report.deliveries:
+        _check_now(report, resolver=resolver)
     if not report.deliveries and fmt == "text":
         click.echo(f"No deliveries to or from {address} were found" + (" in that time." if since else "."))
         return

@@ -19,8 +19,16 @@ import pytest
 from bot.checks import COULD_NOT_CHECK, OK, PROBLEM, SKIPPED, WARNING
 from bot.checks.auth import check_dmarc, check_spf, organizational_domain, parse_dmarc, parse_spf
 from bot.checks.dkim import check_dkim, dkim_selectors, rsa_key_bits
-from bot.checks.dns import DnsClient, ResolverError, check_domain, parse_resolver, resolver_address
-from bot.checks.dnsbl import check_dnsbl, configured_zones, query_name
+from bot.checks.dns import DnsClient, ResolverError, parse_resolver, resolver_address
+from bot.checks.dnsbl import (
+    POLICY_NOTE,
+    PUBLIC_RESOLVERS,
+    check_dnsbl,
+    configured_zones,
+    query_name,
+    refuses_public_resolvers,
+)
+from bot.checks.domain import check_domain
 from bot.checks.reverse import check_reverse
 from bot.checks.run import CheckSettings, check_report, checks_for, sending_ip
 from bot.checks.tls import check_tls
@@ -188,9 +196,15 @@ server:
   outgoing-interface: 127.0.0.3
   do-not-query-localhost: no
   local-zone: "2.0.192.in-addr.arpa." nodefault
+  local-zone: "8.b.d.0.1.0.0.2.ip6.arpa." nodefault
   # A name whose queries are dropped: the client sees a timeout.
   local-zone: "timeout.example." deny
   local-zone: "servfail.test." transparent
+  # The upstream canary ('. NS', which needs recursion to the root) is answered here, as a
+  # resolver with a working upstream would: so timeouts and SERVFAILs above stay facts about
+  # those domains. The offline resolver below has no such answer.
+  local-zone: "." transparent
+  local-data: ". 300 IN NS ns.example."
 auth-zone:
   name: "example."
   zonefile: "{zones}/example.zone"
@@ -200,6 +214,12 @@ auth-zone:
 auth-zone:
   name: "2.0.192.in-addr.arpa."
   zonefile: "{zones}/2.0.192.in-addr.arpa.zone"
+  for-upstream: yes
+  for-downstream: no
+  fallback-enabled: no
+auth-zone:
+  name: "8.b.d.0.1.0.0.2.ip6.arpa."
+  zonefile: "{zones}/8.b.d.0.1.0.0.2.ip6.arpa.zone"
   for-upstream: yes
   for-downstream: no
   fallback-enabled: no
@@ -213,26 +233,51 @@ stub-zone:
 """
 
 
+# A resolver that is up but has no way to the Internet: nothing served locally, and the root
+# (so every name) stubbed to a closed port on loopback.
+OFFLINE_CONF = """\
+server:
+  interface: 127.0.0.1
+  port: {port}
+  do-ip6: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{folder}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  num-threads: 1
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  local-zone: "2.0.192.in-addr.arpa." nodefault
+stub-zone:
+  name: "."
+  stub-addr: 127.0.0.1@{dead}
+"""
+
+
 def _answers(port: int) -> bool:
     import dns.message
     import dns.query
 
     try:
-        dns.query.udp(dns.message.make_query("mx-ok.example.", "MX"), "127.0.0.1", port=port, timeout=0.3)
+        dns.query.udp(dns.message.make_query("localhost.", "A"), "127.0.0.1", port=port, timeout=0.3)
         return True
     except Exception:
         return False
 
 
-@pytest.fixture(scope="module")
-def resolver(tmp_path_factory) -> str:
-    """'127.0.0.1:PORT' of a running unbound serving tests/fixtures/checks/zones."""
+def _unbound(tmp_path_factory, template: str):
+    """Start unbound with TEMPLATE on a free loopback port; yields '127.0.0.1:PORT'."""
     if not os.path.exists(UNBOUND):
-        pytest.skip("unbound is not installed (scripts/install-test-servers.sh installs it)")
+        _missing("unbound is not installed (scripts/install-test-servers.sh installs it)")
     folder = tmp_path_factory.mktemp("unbound")
     port, dead = _free_port(), _free_port()
     conf = folder / "unbound.conf"
-    conf.write_text(UNBOUND_CONF.format(port=port, dead=dead, folder=folder, zones=ZONES.resolve()))
+    conf.write_text(template.format(port=port, dead=dead, folder=folder, zones=ZONES.resolve()))
     log = open(folder / "unbound.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -250,6 +295,26 @@ def resolver(tmp_path_factory) -> str:
             process.kill()
             process.wait(timeout=5)
         log.close()
+
+
+def _missing(why: str) -> None:
+    """A server the tests need is missing: skip on a developer's machine, fail in CI, where
+    a skip would pass silently (.ci/run sets CI=true and installs every server)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}; CI must run these tests")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def resolver(tmp_path_factory):
+    """'127.0.0.1:PORT' of a running unbound serving tests/fixtures/checks/zones."""
+    yield from _unbound(tmp_path_factory, UNBOUND_CONF)
+
+
+@pytest.fixture(scope="module")
+def offline_resolver(tmp_path_factory):
+    """'127.0.0.1:PORT' of a running unbound that cannot reach any upstream."""
+    yield from _unbound(tmp_path_factory, OFFLINE_CONF)
 
 
 @pytest.fixture
@@ -285,6 +350,13 @@ def test_null_mx_nxdomain_dangling_and_implicit_mx(client):
 
 
 @pytest.mark.slow
+def test_null_mx_mixed_with_other_mx_is_a_problem(client):
+    mixed = check_domain(client, "mixed.example")
+    assert mixed.status == PROBLEM and mixed.data["null_mx"] and "mixes a null MX" in mixed.summary
+    assert mixed.facts == ("MX 0 .", "MX 10 mx1.mx-ok.example.")
+
+
+@pytest.mark.slow
 def test_servfail_and_timeout_are_told_apart(client):
     servfail = check_domain(client, "servfail.test")
     assert servfail.status == PROBLEM and servfail.data == {"mx": "servfail"} and "SERVFAIL" in servfail.summary
@@ -306,6 +378,50 @@ def test_closed_resolver_port_is_could_not_check_at_once(closed_resolver):
 
 
 @pytest.mark.slow
+def test_a_resolver_without_upstream_is_could_not_check_for_every_dns_check(offline_resolver):
+    # The resolver answers (localhost. A), but every lookup of a remote domain times out or
+    # SERVFAILs: that is a fact about the resolver, not about the domains.
+    client = DnsClient(parse_resolver(offline_resolver), timeout=1.0)
+    results = [
+        check_domain(client, "mx-ok.example"),
+        check_reverse(client, "192.0.2.10"),
+        check_spf(client, "sender-good.example"),
+        check_dmarc(client, "sender-good.example"),
+        check_dkim(client, "sel1", "sender-good.example"),
+        check_dnsbl(client, "192.0.2.11", ["dnsbl.example"]),
+    ]
+    assert [r.check for r in results] == ["dns", "reverse", "spf", "dmarc", "dkim", "dnsbl"]
+    for result in results:
+        assert result.status == COULD_NOT_CHECK, result.summary
+        assert "cannot reach the Internet" in result.summary and "'. NS'" in result.summary
+        assert result.resolver == offline_resolver
+
+
+@pytest.mark.slow
+def test_the_upstream_canary_is_configurable(offline_resolver, resolver):
+    # A canary the offline resolver answers itself (RFC 6761 localhost) proves nothing, so
+    # the domain's timeout is then blamed on the domain: the canary decides.
+    fooled = DnsClient(parse_resolver(offline_resolver), timeout=1.0, canary="localhost A")
+    assert check_domain(fooled, "mx-ok.example").status == PROBLEM
+    # On the working resolver a canary that fails makes even a SERVFAIL "could not check".
+    strict = DnsClient(parse_resolver(resolver), timeout=1.0, canary="canary.timeout.example TXT")
+    result = check_domain(strict, "servfail.test")
+    assert result.status == COULD_NOT_CHECK and "'canary.timeout.example TXT'" in result.summary
+    with pytest.raises(ResolverError):
+        DnsClient(parse_resolver(resolver), canary="example. NOTATYPE")
+
+
+@pytest.mark.slow
+def test_cli_check_through_a_resolver_without_upstream(run_cli, offline_resolver):
+    done = run_cli("diagnose", "tests/fixtures/checks/auth.log", "--check", "--resolver", offline_resolver,
+                   "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    checks = [c for d in json.loads(done.stdout)["deliveries"] for c in d["checks"]]
+    assert {c["check"] for c in checks} == {"spf", "dmarc", "dkim"}
+    assert all(c["status"] == "could-not-check" and "cannot reach the Internet" in c["summary"] for c in checks)
+
+
+@pytest.mark.slow
 def test_reverse_dns_confirmed_unconfirmed_and_missing(client):
     good = check_reverse(client, "192.0.2.10")
     assert good.status == OK and good.data == {
@@ -318,6 +434,23 @@ def test_reverse_dns_confirmed_unconfirmed_and_missing(client):
     assert "PTR 192.0.2.11 -> dynamic-11.isp.example -> 192.0.2.99" in unconfirmed.facts
     missing = check_reverse(client, "192.0.2.12")
     assert missing.status == PROBLEM and missing.data["ptr_status"] == "nxdomain"
+
+
+@pytest.mark.slow
+def test_reverse_dns_of_a_dynamic_pool_and_over_ipv6(client):
+    pool = check_reverse(client, "192.0.2.13")
+    assert pool.status == WARNING and pool.data["confirmed"] and "dynamic or residential pool" in pool.summary
+    six = check_reverse(client, "2001:db8::25")
+    assert six.status == OK and six.data["ptr"] == ["mail6.sender-good.example"]
+    assert "PTR 2001:db8::25 -> mail6.sender-good.example -> 2001:db8::25" in six.facts
+    assert check_reverse(client, "2001:db8::26").status == PROBLEM  # no PTR
+
+
+@pytest.mark.slow
+def test_reverse_dns_whose_forward_lookup_times_out(client):
+    result = check_reverse(client, "192.0.2.14")
+    assert result.status == PROBLEM and result.data["forward_status"] == "timeout"
+    assert "looking that name up fails now (no answer in time)" in result.summary
 
 
 @pytest.mark.slow
@@ -335,6 +468,46 @@ def test_dnsbl_listed_not_listed_and_refused(client):
 
 
 @pytest.mark.slow
+def test_dnsbl_answers_outside_127_are_a_rewriting_resolver_not_a_listing(client):
+    result = check_dnsbl(client, "192.0.2.12", ["hijacked-bl.example"])
+    assert result.status == COULD_NOT_CHECK
+    (row,) = result.data["zones"]
+    assert row["listed"] is None and row["codes"] == ["198.51.100.80"]
+    assert "the resolver rewrote the answer" in row["error"] and "NXDOMAIN hijacking" in row["error"]
+    both = check_dnsbl(client, "192.0.2.11", ["hijacked-bl.example", "dnsbl.example"])
+    assert both.status == PROBLEM and [r["listed"] for r in both.data["zones"]] == [None, True]
+
+
+@pytest.mark.slow
+def test_dnsbl_refusing_zone_carries_the_usage_policy_note(client):
+    result = check_dnsbl(client, "192.0.2.12", ["refusing-bl.example"])
+    assert result.status == COULD_NOT_CHECK and POLICY_NOTE in result.facts
+
+
+@pytest.mark.slow
+def test_spamhaus_is_not_asked_through_a_public_resolver(client):
+    # Through 8.8.8.8 and the like, Spamhaus answers nothing useful, so its zones are not
+    # asked at all; the others still are. (The address decides when public is not given.)
+    result = check_dnsbl(client, "192.0.2.11", ["zen.spamhaus.org", "dnsbl.example"], public=True)
+    spamhaus, other = result.data["zones"]
+    assert spamhaus["listed"] is None and "public resolver" in spamhaus["error"] and spamhaus["codes"] == []
+    assert other["listed"] is True and result.status == PROBLEM
+    assert POLICY_NOTE in result.facts and any("Spamhaus does not answer" in f for f in result.facts)
+    assert check_dnsbl(client, "192.0.2.12", ["zen.spamhaus.org"], public=True).status == COULD_NOT_CHECK
+    assert "8.8.8.8" in PUBLIC_RESOLVERS and "127.0.0.1" not in PUBLIC_RESOLVERS
+    assert refuses_public_resolvers("zen.spamhaus.org") and not refuses_public_resolvers("bl.spamcop.net")
+
+
+@pytest.mark.slow
+def test_cli_dnsbl_zones_option(run_cli, resolver):
+    done = run_cli("diagnose", "tests/fixtures/checks/reputation.log", "--check", "--resolver", resolver,
+                   "--dnsbl-zones", "dnsbl.example, hijacked-bl.example", "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [c for d in json.loads(done.stdout)["deliveries"] for c in d["checks"] if c["check"] == "dnsbl"]
+    assert [[z["zone"] for z in c["data"]["zones"]] for c in rows] == [["dnsbl.example", "hijacked-bl.example"]] * 3
+
+
+@pytest.mark.slow
 def test_spf_good_broken_too_many_lookups_twice_and_missing(client):
     good = check_spf(client, "sender-good.example")
     assert good.status == OK and good.data["lookups"] == 2 and good.data["all"] == "-all"
@@ -349,12 +522,41 @@ def test_spf_good_broken_too_many_lookups_twice_and_missing(client):
 
 
 @pytest.mark.slow
+def test_spf_plus_all_include_without_spf_and_include_timeout(client):
+    open_ = check_spf(client, "sender-open.example")
+    assert open_.status == WARNING and open_.data["all"] == "+all" and "'+all'" in open_.summary
+    noinclude = check_spf(client, "sender-noinclude.example")
+    assert noinclude.status == PROBLEM
+    assert noinclude.data["problems"] == [
+        "include:mx-ok.example has no SPF record: receivers get a permanent error (permerror)"
+    ]
+    slow = check_spf(client, "sender-slow.example")
+    assert slow.status == PROBLEM and "temperror" in slow.data["problems"][0]
+    assert slow.data["problems"][0].startswith(
+        "include:spf.timeout.example cannot be looked up now (no answer in time)"
+    )
+
+
+@pytest.mark.slow
 def test_dmarc_reject_none_and_missing(client):
     reject = check_dmarc(client, "sender-good.example")
     assert reject.status == OK and reject.data["policy"] == "reject" and "REJECT" in reject.summary
     assert check_dmarc(client, "sender-many.example").data["policy"] == "none"
-    missing = check_dmarc(client, "sender-broken.example")
-    assert missing.status == WARNING and missing.data["policy"] is None
+    missing = check_dmarc(client, "mx-ok.example")
+    assert missing.status == WARNING and missing.data["policy"] is None and "no DMARC record" in missing.summary
+
+
+@pytest.mark.slow
+def test_dmarc_bad_policy_two_records_and_the_organisational_domain(client):
+    broken = check_dmarc(client, "sender-broken.example")
+    assert broken.status == PROBLEM and "'p=maybe' is not none, quarantine or reject" in broken.summary
+    twice = check_dmarc(client, "sender-twice.example")
+    assert twice.status == PROBLEM and "2 DMARC records" in twice.summary
+    assert sorted(twice.data["records"]) == ["v=DMARC1; p=none", "v=DMARC1; p=reject"]
+    sub = check_dmarc(client, "news.sender-good.example")
+    assert sub.status == OK and sub.data["policy"] == "reject"
+    assert sub.data["record_name"] == "_dmarc.sender-good.example"
+    assert sub.facts[0].startswith("TXT _dmarc.news.sender-good.example: the name does not exist")
 
 
 @pytest.mark.slow
@@ -367,25 +569,55 @@ def test_dkim_key_published_revoked_and_missing(client):
     assert missing.status == PROBLEM and "no DKIM key" in missing.summary
 
 
+@pytest.mark.slow
+def test_dkim_short_key_and_invalid_base64(client):
+    short = check_dkim(client, "short", "sender-good.example")
+    assert short.status == PROBLEM and short.data["bits"] == 512 and "RFC 8301" in short.summary
+    bad = check_dkim(client, "bad64", "sender-good.example")
+    assert bad.status == PROBLEM and "not valid base64" in bad.summary
+
+
 # --- TLS against a STARTTLS server on loopback ----------------------------------------------
 
 
-def _certificate(folder: Path, days: int) -> tuple[Path, Path]:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
-    cert, key = folder / f"cert{days}.pem", folder / f"key{days}.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", str(days), "-subj", "/CN=mx1.mx-ok.example", "-addext", "subjectAltName=DNS:mx1.mx-ok.example"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+def _certificate(folder: Path, days: int, name: str = "mx1.mx-ok.example", expired: bool = False) -> tuple[Path, Path]:
+    """A self-signed certificate for NAME valid for DAYS from now (or that expired DAYS ago)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(days=days + 30), now - timedelta(days=days)) if expired else (now, now)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start - timedelta(minutes=5))
+        .not_valid_after(end + timedelta(days=0 if expired else days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    stem = f"{name}-{days}{'-expired' if expired else ''}"
+    cert, key_file = folder / f"{stem}.pem", folder / f"{stem}.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert, key_file
 
 
 class StartTlsServer:
     """A minimal SMTP server on 127.0.0.1: greeting, EHLO, STARTTLS, then the TLS handshake."""
 
-    def __init__(self, cert: Path | None, key: Path | None, starttls: bool = True):
+    def __init__(self, cert: Path | None, key: Path | None, starttls: bool = True, stall: bool = False):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
@@ -394,6 +626,7 @@ class StartTlsServer:
             self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.context.load_cert_chain(cert, key)
         self.starttls = starttls
+        self.stall = stall  # say 220 to STARTTLS, then never answer the TLS handshake
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -420,6 +653,9 @@ class StartTlsServer:
         if reader.readline().strip().upper() == b"STARTTLS" and self.starttls:
             conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
             reader.close()
+            if self.stall:
+                self.stop.wait(timeout=10)
+                return
             with self.context.wrap_socket(conn, server_side=True) as tls:
                 tls.recv(1024)
 
@@ -433,9 +669,9 @@ class StartTlsServer:
 def tls_server(tmp_path):
     servers = []
 
-    def start(days: int | None = 30, starttls: bool = True) -> tuple[StartTlsServer, Path | None]:
-        cert, key = _certificate(tmp_path, days) if days else (None, None)
-        server = StartTlsServer(cert, key, starttls)
+    def start(days: int | None = 30, starttls: bool = True, stall: bool = False, **cert_args):
+        cert, key = _certificate(tmp_path, days, **cert_args) if days else (None, None)
+        server = StartTlsServer(cert, key, starttls, stall)
         servers.append(server)
         return server, cert
 
@@ -472,21 +708,96 @@ def test_tls_not_offered_and_nothing_listening(client, tls_server):
     assert closed.status == COULD_NOT_CHECK and "cannot connect" in closed.summary
 
 
+@pytest.mark.slow
+def test_tls_certificate_for_another_name_and_expired(client, tls_server):
+    other, cert = tls_server(days=30, name="mail.elsewhere.example")
+    mismatch = check_tls(client, "mx-ok.example", port=other.port, timeout=3, cafile=str(cert))
+    assert mismatch.status == PROBLEM and "Hostname mismatch" in mismatch.summary
+    assert "certificate names: mail.elsewhere.example" in mismatch.facts
+    old, cert = tls_server(days=3, expired=True)
+    expired = check_tls(client, "mx-ok.example", port=old.port, timeout=3, cafile=str(cert))
+    assert expired.status == PROBLEM and "certificate has expired" in expired.summary
+    assert any(f.startswith("expires: ") for f in expired.facts)
+
+
+@pytest.mark.slow
+def test_tls_handshake_timeout_is_could_not_check(client, tls_server):
+    stalled, cert = tls_server(days=30, stall=True)
+    result = check_tls(client, "mx-ok.example", port=stalled.port, timeout=1, cafile=str(cert))
+    assert result.status == COULD_NOT_CHECK
+    assert "accepted STARTTLS, but the TLS handshake did not finish within 1 s" in result.summary
+
+
 # --- the whole run, and the command line ------------------------------------------------------
 
 
 @pytest.mark.slow
 def test_checks_run_concurrently_within_their_timeouts(resolver):
-    report = diagnose_text((FIXTURES / "checks" / "dns.log").read_text(), "dns.log")
+    from bot.checks.run import Task, run_tasks
+
+    # Four names under the dropped zone: each check waits one full DNS timeout (2 s), so one
+    # after the other they would take 8 s or more; side by side, about 2 s.
+    slow = [Task("dns", f"{n}.timeout.example") for n in ("a", "b", "c", "d")]
     started = time.monotonic()
+    done = run_tasks([*slow, Task("dns", "mx-ok.example")], CheckSettings(resolver=resolver, timeout=2.0))
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.6 * 2.0, f"{elapsed:.1f} s: the checks did not run side by side"
+    assert [done[t][0].data for t in slow] == [{"mx": "timeout"}] * 4
+    assert done[Task("dns", "mx-ok.example")][0].status == OK
+
+
+@pytest.mark.slow
+def test_every_delivery_of_a_report_gets_its_check(resolver):
+    report = diagnose_text((FIXTURES / "checks" / "dns.log").read_text(), "dns.log")
     check_report(report, CheckSettings(resolver=resolver, timeout=1.5))
-    assert time.monotonic() - started < 4  # the timeout.example lookup runs beside the others
     found = {d.recipient: d.checks[0] for d in report.deliveries}
     assert found["info@parked.example"].data["null_mx"]
     assert found["ops@mx-ok.example"].status == OK
     assert found["ops@servfail.test"].data == {"mx": "servfail"}
     assert found["ops@timeout.example"].data == {"mx": "timeout"}
     assert found["sales@dangling.example"].status == PROBLEM
+
+
+def test_check_settings_from_a_settings_object():
+    from types import SimpleNamespace
+
+    from bot.settings import Settings
+
+    assert CheckSettings.from_settings(Settings()) == CheckSettings()  # no check fields there yet
+    given = SimpleNamespace(resolver="127.0.0.1:5353", dns_canary="example.org A",
+                            dnsbl_zones="bl.example, Dnsbl.Example.", check_tls=True, check_timeout=None)  # fmt: skip
+    settings = CheckSettings.from_settings(given, total_timeout=5.0)
+    assert settings.resolver == "127.0.0.1:5353" and settings.canary == "example.org A" and settings.tls
+    assert settings.dnsbl_zones == ("bl.example", "dnsbl.example") and settings.total_timeout == 5.0
+    assert settings.check_timeout == CheckSettings().check_timeout
+    assert CheckSettings.from_settings(None, resolver="::1") == CheckSettings(resolver="::1")
+
+
+@pytest.mark.slow
+def test_check_report_from_several_worker_threads_at_once(resolver):
+    # As a chat adapter calls it: from its own worker threads, several reports at a time.
+    logs = ["dns.log", "reputation.log", "auth.log"]
+    reports = [diagnose_text((FIXTURES / "checks" / name).read_text(), name) for name in logs]
+    settings = CheckSettings.from_settings(None, resolver=resolver, timeout=1.0, dnsbl_zones=("dnsbl.example",))
+    errors = []
+
+    def work(report):
+        try:
+            check_report(report, settings)
+        except Exception as error:  # pragma: no cover - the assertion below shows it
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    for report in reports:
+        assert all(d.checks for d in report.deliveries if d.diagnosis and d.diagnosis.id != "delivered")
+    dns_found = {d.recipient: d.checks[0].data for d in reports[0].deliveries}
+    assert dns_found["ops@timeout.example"] == {"mx": "timeout"}
+    assert reports[1].deliveries[1].checks[1].data["zones"][0]["listed"] is True
 
 
 @pytest.mark.slow
@@ -525,12 +836,41 @@ def test_cli_check_confirms_a_missing_domain(run_cli, resolver):
 
 
 @pytest.mark.slow
+def test_cli_why_check_confirms_a_missing_domain(run_cli, resolver):
+    done = run_cli("why", "info@no-such-domain.example", "--log", "tests/fixtures/postfix/mx-not-found.log",
+                   "--check", "--resolver", resolver, "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (check,) = json.loads(done.stdout)["deliveries"][0]["checks"]
+    assert check["check"] == "dns" and check["status"] == "problem" and check["data"] == {"mx": "nxdomain"}
+    plain = run_cli("why", "info@no-such-domain.example", "--log", "tests/fixtures/postfix/mx-not-found.log",
+                    "--format", "json")  # fmt: skip
+    assert "checks" not in json.loads(plain.stdout)["deliveries"][0]
+    bad = run_cli("why", "a@b.example", "--log", "x.log", "--check", "--resolver", "dns.example")
+    assert bad.returncode == 2 and b"not an IP address" in bad.stderr
+
+
+@pytest.mark.slow
 def test_cli_check_with_closed_resolver_says_could_not_check(run_cli, closed_resolver):
     done = run_cli("diagnose", "tests/fixtures/postfix/mx-not-found.log", "--check", "--resolver", closed_resolver,
                    "--format", "json", timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     (check,) = json.loads(done.stdout)["deliveries"][0]["checks"]
     assert check["status"] == "could-not-check" and check["summary"].startswith("Could not check:")
+
+
+@pytest.mark.slow
+def test_cli_check_tls_end_to_end(run_cli, resolver, tls_server):
+    server, cert = tls_server(days=30)
+    args = ("diagnose", "tests/fixtures/checks/tls.log", "--check", "--check-tls", "--resolver", resolver,
+            "--smtp-port", str(server.port), "--format", "json")  # fmt: skip
+    trusted = run_cli(*args, env={"SSL_CERT_FILE": str(cert)}, timeout=60)  # the test CA, as the system's
+    assert trusted.returncode == 0, trusted.stderr
+    (check,) = json.loads(trusted.stdout)["deliveries"][0]["checks"]
+    assert check["check"] == "tls" and check["status"] == "ok", check["summary"]
+    assert check["target"] == f"mx1.mx-ok.example:{server.port}" and check["data"]["names"] == ["mx1.mx-ok.example"]
+    untrusted = run_cli(*args, env={"SSL_CERT_FILE": os.devnull}, timeout=60)
+    (check,) = json.loads(untrusted.stdout)["deliveries"][0]["checks"]
+    assert check["status"] == "problem" and "does not verify" in check["summary"]
 
 
 @pytest.mark.slow

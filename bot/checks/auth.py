@@ -1,10 +1,11 @@
 """The sender domain's authentication records: SPF (syntax, DNS-lookup count) and DMARC
 (policy); the DKIM key record is in bot/checks/dkim.py.
 
-Small parsers of our own on dnspython, rather than pyspf or checkdmarc: both resolve
-through their own resolver settings (checkdmarc takes nameserver IPs but no port, pyspf
-reads the system's), so neither can be pointed at the resolver the user chose, or at the
-test's server on a loopback port. What we need is only syntax, counting and tags
+Small parsers of our own on dnspython, rather than pyspf or checkdmarc. pyspf 2.0.14
+resolves through dnspython's process-wide default resolver (/etc/resolv.conf): no
+per-call resolver or port. checkdmarc 6.x does take a `resolver` object (so a port), but
+by default caches answers process-wide keyed by name only (not by resolver), and brings
+httpx, requests, pyleri and more. What we need is only syntax, counting and tags
 (RFC 7208 sections 4.6 and 5, RFC 7489 section 6.3, RFC 6376 section 3.6.1).
 """
 
@@ -15,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from bot.checks import OK, PROBLEM, WARNING, CheckResult, could_not_check
-from bot.checks.dns import DnsClient, Lookup, describe, timed, unreachable
+from bot.checks.dns import DnsClient, Lookup, describe, timed, unreachable, upstream_down
 
 MAX_LOOKUPS = 10  # RFC 7208 section 4.6.4
 _FOLLOW_LIMIT = 25  # records fetched while counting, at most: a loop or a huge tree stops here
@@ -247,6 +248,8 @@ def _first(reasons: list[str], shown: int = 2) -> str:
 
 
 def lookup_trouble(client: DnsClient, check: str, name: str, found: Lookup, what: str) -> CheckResult:
+    if offline := upstream_down(client, check, name, found):
+        return offline
     if found.status in ("timeout", "servfail"):
         return CheckResult(
             check,

@@ -1,4 +1,4 @@
-"""The DNS client every check shares, and the recipient-domain check (MX, A/AAAA, null MX).
+"""The DNS client every check shares (the recipient-domain check is in bot/checks/domain.py).
 
 `DnsClient` asks one recursive resolver (ours to choose: `--resolver IP[:PORT]`,
 `$WHYFAILED_RESOLVER`, else the first nameserver in /etc/resolv.conf) and tells apart the
@@ -27,10 +27,14 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from bot.checks import OK, PROBLEM, WARNING, CheckResult, could_not_check
+from bot.checks import CheckResult, could_not_check
 
 DEFAULT_TIMEOUT = 2.0  # seconds for one DNS query
-MAX_MX_HOSTS = 5  # the MX hosts whose addresses we look up
+# A name only recursion through the Internet answers: asked when a lookup times out or
+# SERVFAILs, to tell "that domain's DNS is broken" from "this resolver has no upstream".
+# A resolver that lost its upstream recently may still have '. NS' cached (for days):
+# a site can name a better canary with $WHYFAILED_DNS_CANARY ('NAME' or 'NAME TYPE').
+DEFAULT_CANARY = ". NS"
 
 
 class ResolverError(ValueError):
@@ -125,12 +129,15 @@ def describe(lookup: Lookup) -> str:
 class DnsClient:
     """Queries one recursive resolver; answers are cached for the client's life (one run)."""
 
-    def __init__(self, server: tuple[str, int], timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, server: tuple[str, int], timeout: float = DEFAULT_TIMEOUT, canary: str | None = None):
         self.host, self.port = server
         self.timeout = timeout
+        self.canary = parse_canary(canary or os.environ.get("WHYFAILED_DNS_CANARY") or DEFAULT_CANARY)
         self._cache: dict[tuple[str, str], Lookup] = {}
         self._lock = threading.Lock()
         self._alive: tuple[bool, str] | None = None
+        self._upstream_lock = threading.Lock()  # held through the one canary query; others wait for it
+        self._upstream: tuple[bool, str] | None = None
         self._local = threading.local()  # per thread: the deadline of the check it runs
 
     def set_deadline(self, deadline: float | None) -> None:
@@ -231,6 +238,47 @@ class DnsClient:
             return False, f"cannot reach the resolver {self.label} ({error.strerror or error})"
         return True, ""
 
+    def upstream(self) -> tuple[bool, str]:
+        """Can the resolver recurse to the Internet? Asked once per client, only when a lookup
+        timed out or SERVFAILed: a resolver answers 'localhost.' itself, but a timeout for a
+        domain means something only if the canary (which needs upstream recursion) is answered."""
+        with self._upstream_lock:
+            if self._upstream is None:
+                name, rdtype = self.canary
+                found = self._query(name, rdtype, self.timeout)
+                if found.status in ("ok", "nodata", "nxdomain"):
+                    self._upstream = (True, "")
+                else:
+                    self._upstream = (
+                        False,
+                        f"the resolver {self.label} answers, but cannot reach the Internet: "
+                        f"'{name} {rdtype}' (a name it must ask upstream) got {describe(found)}. "
+                        "Check its forwarders or network, or give --resolver another one",
+                    )
+            return self._upstream
+
+
+def parse_canary(text: str) -> tuple[str, str]:
+    """'. NS', 'example.org', 'example.org TXT' -> (name, type); the type defaults to A."""
+    parts = text.split()
+    if not parts or len(parts) > 2:
+        raise ResolverError(f"'{text}' is not a DNS canary (give 'NAME' or 'NAME TYPE')")
+    rdtype = parts[1].upper() if len(parts) == 2 else "A"
+    try:
+        dns.rdatatype.from_text(rdtype)
+    except dns.rdatatype.UnknownRdatatype:
+        raise ResolverError(f"'{text}': '{parts[1]}' is not a DNS record type") from None
+    return parts[0], rdtype
+
+
+def upstream_down(client: DnsClient, check: str, target: str, lookup: Lookup) -> CheckResult | None:
+    """After a timeout or SERVFAIL: 'could not check' when the resolver cannot reach the
+    Internet at all (the failure says nothing about TARGET); None when it can."""
+    if lookup.status not in ("timeout", "servfail"):
+        return None
+    ok, why = client.upstream()
+    return None if ok else could_not_check(check, target, why, resolver=client.label, lookup=lookup.status)
+
 
 def unreachable(client: DnsClient, check: str, target: str) -> CheckResult | None:
     """'Could not check' when the resolver itself is down; None when it works."""
@@ -256,130 +304,3 @@ def timed(check):
 
 def _stamp(result: CheckResult, resolver: str, elapsed: int) -> CheckResult:
     return replace(result, resolver=result.resolver or resolver, elapsed_ms=elapsed)
-
-
-# --- the recipient-domain check ---------------------------------------------------------
-
-
-@timed
-def check_domain(client: DnsClient, domain: str) -> CheckResult:
-    """Can mail be routed to DOMAIN now? MX, null MX, the MX hosts' addresses, or the
-    implicit MX (the domain's own address) when there is no MX."""
-    domain = domain.strip().rstrip(".").lower()
-    if down := unreachable(client, "dns", domain):
-        return down
-    mx = client.query(domain, "MX")
-    if mx.status == "nxdomain":
-        return CheckResult(
-            "dns",
-            domain,
-            PROBLEM,
-            f"{domain} does not exist in DNS now (NXDOMAIN): no mail can be delivered to it. "
-            "Check the address for a typo; if the domain is new or was renewed, its DNS may not be published yet.",
-            facts=(f"MX {domain}: {describe(mx)}",),
-            data={"mx": "nxdomain"},
-        )
-    if mx.status in ("servfail", "timeout", "refused", "deadline", "error"):
-        return _lookup_failed(client, domain, mx)
-    if mx.status == "ok":
-        return _with_mx(client, domain, mx)
-    return _without_mx(client, domain)
-
-
-def _lookup_failed(client: DnsClient, domain: str, mx: Lookup) -> CheckResult:
-    if mx.status == "refused":
-        return could_not_check("dns", domain, f"the resolver {client.label} refused the query", mx="refused")
-    if mx.status in ("error", "deadline"):
-        return could_not_check("dns", domain, mx.detail or describe(mx), mx=mx.status)
-    if mx.status == "timeout":
-        summary = (
-            f"The MX lookup for {domain} got no answer within {client.timeout:g} s, though the resolver works: "
-            "the domain's nameservers are not answering (or are very slow). Senders will retry; "
-            "if it lasts, the domain's owner must fix their DNS."
-        )
-    else:
-        summary = (
-            f"The MX lookup for {domain} fails now with SERVFAIL: the domain's nameservers are broken, "
-            "unreachable or fail DNSSEC validation. Senders will retry; if it lasts, the domain's owner must fix it."
-        )
-    return CheckResult("dns", domain, PROBLEM, summary, facts=(f"MX {domain}: {describe(mx)}",), data={"mx": mx.status})
-
-
-def _with_mx(client: DnsClient, domain: str, mx: Lookup) -> CheckResult:
-    records = sorted(mx.records, key=lambda r: (r.preference, r.exchange.to_text()))
-    if any(r.exchange == dns.name.root for r in records):
-        null_only = len(records) == 1 and records[0].preference == 0
-        summary = (
-            f"{domain} publishes a null MX (RFC 7505): it says it accepts no email at all. "
-            "The address is wrong, or the domain's owner does not receive mail there."
-            if null_only
-            else f"{domain} mixes a null MX ('.') with other MX records, which RFC 7505 forbids: "
-            "some senders will refuse to deliver. The domain's owner must remove one or the other."
-        )
-        return CheckResult(
-            "dns",
-            domain,
-            PROBLEM,
-            summary,
-            facts=tuple(f"MX {r.preference} {r.exchange.to_text()}" for r in records),
-            data={"mx": [r.to_text() for r in records], "null_mx": True},
-        )
-    hosts = [r.exchange.to_text().rstrip(".") for r in records[:MAX_MX_HOSTS]]
-    lookups = client.query_many((h, t) for h in hosts for t in ("A", "AAAA"))
-    facts, reachable, data_hosts = [], 0, []
-    for i, (record, host) in enumerate(zip(records, hosts, strict=False)):
-        a, aaaa = lookups[2 * i], lookups[2 * i + 1]
-        addresses = a.texts() + aaaa.texts()
-        reachable += bool(addresses)
-        shown = ", ".join(addresses) if addresses else f"no address ({describe(a)})"
-        facts.append(f"MX {record.preference} {host} -> {shown}")
-        data_hosts.append({"preference": record.preference, "host": host, "addresses": addresses, "a": a.status})
-    if len(records) > MAX_MX_HOSTS:
-        facts.append(f"... and {len(records) - MAX_MX_HOSTS} more MX records (not looked up)")
-    data = {"mx": data_hosts}
-    if reachable:
-        return CheckResult(
-            "dns",
-            domain,
-            OK,
-            f"{domain} has MX records now, and {reachable} of {len(hosts)} MX hosts have an address: "
-            "mail can be routed. The failure in the log was temporary or has since been fixed; "
-            "a deferred message will go on its next retry.",
-            facts=tuple(facts),
-            data=data,
-        )
-    status = PROBLEM if all(lk.answered for lk in lookups) else WARNING
-    return CheckResult(
-        "dns",
-        domain,
-        status,
-        f"{domain} has MX records, but none of its MX hosts has an address now: mail cannot be delivered. "
-        "The domain's owner must fix the MX host names or their A/AAAA records.",
-        facts=tuple(facts),
-        data=data,
-    )
-
-
-def _without_mx(client: DnsClient, domain: str) -> CheckResult:
-    a, aaaa = client.query_many([(domain, "A"), (domain, "AAAA")])
-    addresses = a.texts() + aaaa.texts()
-    facts = (f"MX {domain}: none", f"A/AAAA {domain}: {', '.join(addresses) or describe(a)}")
-    if addresses:
-        return CheckResult(
-            "dns",
-            domain,
-            WARNING,
-            f"{domain} has no MX record, only an address ({', '.join(addresses)}): senders fall back to it "
-            "(RFC 5321 section 5.1), but many refuse or the host may not run a mail server. "
-            "The domain's owner should publish an MX record.",
-            facts=facts,
-            data={"mx": [], "addresses": addresses},
-        )
-    return CheckResult(
-        "dns",
-        domain,
-        PROBLEM,
-        f"{domain} exists but has no MX record and no address: no mail can be delivered to it.",
-        facts=facts,
-        data={"mx": [], "addresses": []},
-    )

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import replace
 
 import dns.reversename
 
 from bot.checks import COULD_NOT_CHECK, OK, PROBLEM, CheckResult, could_not_check
-from bot.checks.dns import DnsClient, timed, unreachable
+from bot.checks.dns import DnsClient, Lookup, timed, unreachable, upstream_down
 
 DEFAULT_ZONES = ("zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org")
 
@@ -50,6 +51,7 @@ _ZEN = {
     "127.0.0.10": "PBL: an end-user address that should not send mail directly (listed by the ISP)",
     "127.0.0.11": "PBL: an end-user address that should not send mail directly (listed by Spamhaus)",
 }
+_LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")  # where every DNSBL answer lies (RFC 5782 section 2.3)
 # Answers in 127.255.255.0/24 are error codes (Spamhaus), not listings.
 _REFUSALS = {
     "127.255.255.252": "the zone name was mistyped",
@@ -73,8 +75,14 @@ def query_name(ip: str, zone: str) -> str:
 
 
 @timed
-def check_dnsbl(client: DnsClient, ip: str, zones: list[str] | tuple[str, ...] | None = None) -> CheckResult:
-    """Is IP listed, now, on each DNSBL zone?"""
+def check_dnsbl(
+    client: DnsClient,
+    ip: str,
+    zones: list[str] | tuple[str, ...] | None = None,
+    public: bool | None = None,
+) -> CheckResult:
+    """Is IP listed, now, on each DNSBL zone? PUBLIC: the resolver is (or forwards to) a
+    large public resolver; None: judged from its address (PUBLIC_RESOLVERS)."""
     try:
         ip = ipaddress.ip_address(ip).compressed
     except ValueError:
@@ -82,32 +90,70 @@ def check_dnsbl(client: DnsClient, ip: str, zones: list[str] | tuple[str, ...] |
     zones = configured_zones(zones)
     if down := unreachable(client, "dnsbl", ip):
         return down
-    names = [query_name(ip, zone) for zone in zones]
-    answers = client.query_many((name, "A") for name in names)
+    public = client.host in PUBLIC_RESOLVERS if public is None else public
+    # Zones that refuse public resolvers are not asked through one: their NXDOMAIN (or
+    # error code) there would be read as "not listed".
+    asked = [z for z in zones if not (public and refuses_public_resolvers(z))]
+    answers = dict(zip(asked, client.query_many((query_name(ip, z), "A") for z in asked), strict=True))
     listed, clean, unknown, facts, rows = [], [], [], [], []
-    for zone, name, answer in zip(zones, names, answers, strict=True):
-        codes = answer.texts()
-        refusal = next((_REFUSALS.get(c, "an error code") for c in codes if c.startswith("127.255.255.")), None)
-        if answer.status == "nxdomain":
-            clean.append(zone)
-            row = {"zone": zone, "listed": False}
-            facts.append(f"{zone}: not listed")
-        elif answer.status == "ok" and not refusal:
-            listed.append(zone)
-            reason = _listing_reason(client, name, zone, codes)
-            row = {"zone": zone, "listed": True, "codes": codes, "reason": reason}
-            facts.append(f"{zone}: LISTED ({', '.join(codes)}){': ' + reason if reason else ''}")
+    for zone in zones:
+        if zone not in answers:
+            why = f"not asked: {client.host} is a public resolver, and this list does not answer through one"
+            state, codes = None, []
         else:
-            why = refusal or _why_unknown(answer.status, client)
+            state, codes, why = classify(answers[zone], client)
+        row = {"zone": zone, "listed": state, "codes": codes}
+        if state:
+            listed.append(zone)
+            row["reason"] = reason = _listing_reason(client, query_name(ip, zone), zone, codes)
+            facts.append(f"{zone}: LISTED ({', '.join(codes)}){': ' + reason if reason else ''}")
+        elif state is False:
+            clean.append(zone)
+            facts.append(f"{zone}: not listed")
+        else:
             unknown.append(zone)
-            row = {"zone": zone, "listed": None, "error": why, "codes": codes}
+            row["error"] = why
             facts.append(f"{zone}: could not check ({why})")
         rows.append(row)
-    if note := public_resolver_note(client, zones):
-        facts.append(note)
+    if public and any(refuses_public_resolvers(z) for z in zones):
+        facts.append(f"{client.host} is a public resolver: Spamhaus does not answer queries made through it.")
     if unknown:
         facts.append(POLICY_NOTE)
-    data = {"zones": rows}
+    failed = next((a for a in answers.values() if a.status in ("timeout", "servfail")), None)
+    if failed and not listed and not clean and (offline := upstream_down(client, "dnsbl", ip, failed)):
+        return replace(offline, facts=tuple(facts), data={**offline.data, "zones": rows})
+    return _verdict(ip, listed, clean, unknown, facts, {"zones": rows})
+
+
+def classify(answer: Lookup, client: DnsClient) -> tuple[bool | None, list[str], str]:
+    """(listed: True / False / None for unknown, the A answers, why unknown), RFC 5782:
+    NXDOMAIN is 'not listed'; A records in 127.0.0.0/8 are a listing; 127.255.255.0/24 are
+    the list's error codes; any other address is not from a DNSBL at all."""
+    codes = answer.texts()
+    if answer.status == "nxdomain":
+        return False, codes, ""
+    if answer.status != "ok":
+        return None, codes, _why_unknown(answer.status, client)
+    foreign = [c for c in codes if ipaddress.ip_address(c) not in _LOOPBACK_NET]
+    if foreign:
+        return (
+            None,
+            codes,
+            (
+                f"the resolver rewrote the answer: {', '.join(foreign)} is not a blocklist code (127.0.0.0/8); "
+                "it probably redirects names that do not exist (NXDOMAIN hijacking): use another resolver"
+            ),
+        )
+    if refusal := next((_REFUSALS.get(c, "an error code") for c in codes if c.startswith("127.255.255.")), None):
+        return None, codes, refusal
+    return True, codes, ""
+
+
+def refuses_public_resolvers(zone: str) -> bool:
+    return zone == "spamhaus.org" or zone.endswith((".spamhaus.org", ".spamhaus.net"))
+
+
+def _verdict(ip: str, listed: list, clean: list, unknown: list, facts: list, data: dict) -> CheckResult:
     if listed:
         return CheckResult(
             "dnsbl",
@@ -150,9 +196,3 @@ def _why_unknown(status: str, client: DnsClient) -> str:
     if status == "nodata":
         return "an empty answer"
     return status
-
-
-def public_resolver_note(client: DnsClient, zones: tuple[str, ...]) -> str | None:
-    if client.host in PUBLIC_RESOLVERS and any(z.endswith("spamhaus.org") for z in zones):
-        return f"{client.host} is a public resolver: Spamhaus does not answer queries made through it."
-    return None

@@ -10,7 +10,7 @@ import re
 import dns.reversename
 
 from bot.checks import OK, PROBLEM, WARNING, CheckResult, could_not_check
-from bot.checks.dns import DnsClient, describe, timed, unreachable
+from bot.checks.dns import DnsClient, describe, timed, unreachable, upstream_down
 
 MAX_PTR_NAMES = 3
 # Names that look like an ISP's pool of dynamic or residential addresses.
@@ -40,6 +40,8 @@ def check_reverse(client: DnsClient, ip: str) -> CheckResult:
             data={"ptr": [], "ptr_status": ptr.status, "confirmed": False},
         )
     if ptr.status != "ok":
+        if offline := upstream_down(client, "reverse", ip, ptr):
+            return offline
         if ptr.status == "timeout" or ptr.status == "servfail":
             return CheckResult(
                 "reverse",
@@ -52,7 +54,11 @@ def check_reverse(client: DnsClient, ip: str) -> CheckResult:
             )
         return could_not_check("reverse", ip, describe(ptr), ptr_status=ptr.status)
     names = [r.target.to_text().rstrip(".") for r in ptr.records][:MAX_PTR_NAMES]
-    rdtype = "AAAA" if address.version == 6 else "A"
+    return _forward_confirmed(client, ip, names, "AAAA" if address.version == 6 else "A")
+
+
+def _forward_confirmed(client: DnsClient, ip: str, names: list[str], rdtype: str) -> CheckResult:
+    """Does one of the PTR NAMES resolve back to IP?"""
     forward = client.query_many((name, rdtype) for name in names)
     facts, confirmed = [], []
     for name, lookup in zip(names, forward, strict=True):
@@ -61,6 +67,23 @@ def check_reverse(client: DnsClient, ip: str) -> CheckResult:
             confirmed.append(name)
         facts.append(f"PTR {ip} -> {name} -> {', '.join(addresses) or describe(lookup)}")
     data = {"ptr": names, "ptr_status": "ok", "confirmed": bool(confirmed)}
+    failed = [lookup for lookup in forward if not lookup.answered]
+    if not confirmed and failed:
+        # The way back could not be looked up: not the same as a name that points elsewhere.
+        if offline := upstream_down(client, "reverse", ip, failed[0]):
+            return offline
+        if failed[0].status not in ("timeout", "servfail"):
+            return could_not_check("reverse", ip, describe(failed[0]), ptr=names)
+        return CheckResult(
+            "reverse",
+            ip,
+            PROBLEM,
+            f"{ip} has a PTR name ({', '.join(names)}), but looking that name up fails now "
+            f"({describe(failed[0])}), so receivers cannot confirm it and treat the reverse DNS as missing. "
+            "The DNS of the PTR name's domain must be fixed.",
+            facts=tuple(facts),
+            data={**data, "forward_status": failed[0].status},
+        )
     if not confirmed:
         return CheckResult(
             "reverse",

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.checks import SKIPPED, CheckResult, auth, could_not_check, dkim, dnsbl, reverse, tls
-from bot.checks import dns as dns_check
 from bot.checks.dns import DnsClient, ResolverError, resolver_address
+from bot.checks.domain import check_domain
 from bot.model import Delivery, Report
 
 CHECKS_FOR: dict[str, tuple[str, ...]] = {
@@ -50,10 +50,28 @@ class CheckSettings:
     check_timeout: float = 8.0  # one check, all its queries
     total_timeout: float = 20.0  # every check of a report
     dnsbl_zones: tuple[str, ...] | None = None  # None: $WHYFAILED_DNSBL_ZONES, else the defaults
+    public_resolver: bool | None = None  # the resolver is (or forwards to) 8.8.8.8 and the like; None: by its address
     tls: bool = False  # connect to MX hosts (tls-failure): only when asked
-    smtp_port: int = 25
+    smtp_port: int = 25  # the MX's SMTP port; only tests use another (diagnose --smtp-port, hidden)
     tls_timeout: float = 4.0
     cafile: str | None = None  # trust these CAs instead of the system's (tests)
+    canary: str | None = None  # 'NAME [TYPE]' that needs upstream recursion; None: $WHYFAILED_DNS_CANARY, else '. NS'
+
+    @classmethod
+    def from_settings(cls, settings: object | None = None, **overrides) -> CheckSettings:
+        """CheckSettings from a settings object such as bot.settings.Settings: it reads the
+        attributes resolver, dns_canary, dnsbl_zones (a list or 'a,b'), check_tls and
+        check_timeout where the object has them (so WHYFAILED_RESOLVER and friends work through
+        .env too); what it lacks keeps the default. OVERRIDES win over both."""
+        names = {"resolver": "resolver", "dns_canary": "canary", "check_tls": "tls", "check_timeout": "check_timeout"}
+        found = {ours: getattr(settings, theirs) for theirs, ours in names.items() if hasattr(settings, theirs)}
+        zones = getattr(settings, "dnsbl_zones", None)
+        if isinstance(zones, str):
+            zones = zones.split(",")
+        if zones:
+            found["dnsbl_zones"] = tuple(z.strip().strip(".").lower() for z in zones if z.strip()) or None
+        found = {key: value for key, value in found.items() if value is not None}
+        return cls(**{**found, **overrides})
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +180,12 @@ def _public_ip(text: str) -> str | None:
 
 def check_report(report: Report, settings: CheckSettings | None = None) -> Report:
     """Run the checks that apply to each delivery of REPORT; store them in `delivery.checks`
-    (an empty list when none applies). Returns REPORT."""
+    (an empty list when none applies). Returns REPORT.
+
+    The entry point for every surface: safe to call from a worker thread, and from several at
+    once (each call has its own resolver client and threads; nothing global is touched). It
+    blocks for at most about settings.total_timeout, and reports a failed or slow check as
+    'could not check' instead of raising."""
     settings = settings or CheckSettings()
     plans = [checks_for(d, settings) for d in report.deliveries]
     tasks = list(dict.fromkeys(t for plan in plans for t in plan if isinstance(t, Task)))
@@ -245,18 +268,19 @@ def _too_slow(task: Task, limit: float, resolver: str) -> list[CheckResult]:
 def _client(settings: CheckSettings) -> tuple[DnsClient | None, str]:
     try:
         server = resolver_address(settings.resolver, settings.resolv_conf)
+        if server is None:
+            why = f"no DNS resolver is configured here (no nameserver in {settings.resolv_conf}): give --resolver IP"
+            return None, why
+        return DnsClient(server, timeout=settings.timeout, canary=settings.canary), ""
     except ResolverError as error:
-        return None, f"bad resolver address: {error}"
-    if server is None:
-        return None, f"no DNS resolver is configured here (no nameserver in {settings.resolv_conf}): give --resolver IP"
-    return DnsClient(server, timeout=settings.timeout), ""
+        return None, f"bad resolver setting: {error}"
 
 
 def _execute(task: Task, client: DnsClient, settings: CheckSettings) -> CheckResult | list[CheckResult]:
     runners: dict[str, Callable[[], CheckResult | list[CheckResult]]] = {
-        "dns": lambda: dns_check.check_domain(client, task.target),
+        "dns": lambda: check_domain(client, task.target),
         "reverse": lambda: reverse.check_reverse(client, task.target),
-        "dnsbl": lambda: dnsbl.check_dnsbl(client, task.target, settings.dnsbl_zones),
+        "dnsbl": lambda: dnsbl.check_dnsbl(client, task.target, settings.dnsbl_zones, settings.public_resolver),
         "spf": lambda: auth.check_spf(client, task.target),
         "dmarc": lambda: auth.check_dmarc(client, task.target),
         "dkim": lambda: dkim.check_dkim(client, task.target, task.extra),

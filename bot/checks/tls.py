@@ -53,6 +53,13 @@ def check_tls(
             facts=tuple(facts),
             data={"starttls": True, "verified": False, "error": error.verify_message},
         )
+    except TimeoutError:  # after STARTTLS: a slow or filtered path says nothing about the server's TLS
+        return could_not_check(
+            "tls",
+            target,
+            f"{host} accepted STARTTLS, but the TLS handshake did not finish within {timeout:g} s",
+            starttls=True,
+        )
     except OSError as error:  # ssl.SSLError included: the handshake itself failed
         return CheckResult(
             "tls",
