@@ -275,7 +275,7 @@ def test_whyfailed_address_refuses_the_unauthorised_and_audits_both(tmp_path):
             assert answer.json["flags"] == EPHEMERAL and answer.query.get("wait") in ("true", "1", "True")
             assert_safe(answer)
             assert answer.json["embeds"][0]["title"].startswith("✗ ops@slow.example.net: bounced")
-        rows = list(Store(tmp_path / "whyfailed.db").db["audit"].rows)
+        rows = Store(tmp_path / "whyfailed.db").audit_rows()
         assert [(r["surface"], r["user"], r["outcome"].split(":")[0]) for r in rows] == [
             ("discord", "900000000000000202", "refused"),
             ("discord", "900000000000000202", "answered"),
@@ -340,7 +340,7 @@ def test_the_feedback_button_stores_a_row_with_the_diagnosis_id(tmp_path):
             [thanks] = fake.posted("/callback")
             assert thanks.json["type"] == 4 and thanks.json["data"]["flags"] == EPHEMERAL
             assert thanks.json["data"]["content"].startswith("Thanks")
-        [row] = Store(tmp_path / "whyfailed.db").db["feedback"].rows
+        [row] = Store(tmp_path / "whyfailed.db").feedback_rows()
         assert (row["surface"], row["diagnosis"], row["helpful"], row["user"]) == (
             "discord",
             "mailbox-full",

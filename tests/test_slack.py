@@ -284,7 +284,7 @@ def test_slash_address_in_an_allowed_channel_answers_and_can_be_shared(harness):
     shared = harness.api.wait_calls("response", 2)[1]
     assert shared.args["response_type"] == "in_channel" and "mailbox-full" in _all_text(shared)
     assert "Shared by <@U0ANNA>" in _all_text(shared)
-    rows = list(Store(harness.settings.db).db.query("select user, channel, outcome from audit"))
+    rows = [{k: r[k] for k in ("user", "channel", "outcome")} for r in Store(harness.settings.db).audit_rows()]
     assert rows == [{"user": "U0ANNA", "channel": "C0OPS", "outcome": "answered: 1 stories"}]
 
 
@@ -294,7 +294,7 @@ def test_slash_address_elsewhere_is_politely_refused_and_audited(harness):
     [answer] = harness.api.wait_calls("response")
     assert answer.args["response_type"] == "ephemeral"
     assert "not enabled for you here" in _all_text(answer) and "mailbox" not in _all_text(answer)
-    rows = list(Store(harness.settings.db).db.query("select user, channel, query, outcome from audit"))
+    rows = [{k: r[k] for k in ("user", "channel", "query", "outcome")} for r in Store(harness.settings.db).audit_rows()]
     assert rows == [{"user": "U0EVE", "channel": "C0RANDOM", "query": "ops@slow.example.net", "outcome": "refused"}]
 
 
@@ -336,7 +336,10 @@ def test_helpful_and_not_helpful_are_stored_as_feedback(harness):
         )
     )
     harness.api.wait_calls("chat.postEphemeral", 2)
-    rows = list(Store(harness.settings.db).db.query("select user, diagnosis, helpful from feedback order by user"))
+    rows = sorted(
+        ({k: r[k] for k in ("user", "diagnosis", "helpful")} for r in Store(harness.settings.db).feedback_rows()),
+        key=lambda r: r["user"],
+    )
     assert rows == [
         {"user": "U0ANNA", "diagnosis": "mailbox-full", "helpful": 1},
         {"user": "U0BOB", "diagnosis": "unknown", "helpful": 0},

@@ -13,7 +13,6 @@ import io
 import logging
 import re
 import sqlite3
-import time
 
 import discord
 from discord import app_commands
@@ -59,7 +58,7 @@ class DiscordBot(discord.Client):
         intents.message_content = True  # privileged: switched on in the Developer Portal (README)
         super().__init__(intents=intents, allowed_mentions=NO_PINGS)
         self.settings, self.options = settings, options
-        self.conversation = conversation or Conversation(settings, audit=store_audit(settings.db))
+        self.conversation = conversation or Conversation(settings, audit=store_audit(settings.store_target))
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
         register_commands(self)
@@ -312,7 +311,7 @@ class FeedbackButton(
                 "helpful": self.helpful,
                 "message_id": str(interaction.message.id) if interaction.message else None,
             }
-            await asyncio.to_thread(save_feedback, client.settings.db, **row)
+            await asyncio.to_thread(save_feedback, client.settings.store_target, **row)
             thanks = "Thanks, noted as helpful." if self.helpful else "Thanks, noted as not helpful."
             await interaction.response.send_message(thanks, ephemeral=True, allowed_mentions=NO_PINGS)
         except Exception as error:
@@ -334,13 +333,17 @@ def feedback_view(diagnoses: list[str]) -> discord.ui.View | None:
     return view
 
 
-def save_feedback(db_path: str, **row) -> None:
+def save_feedback(target: str, **row) -> None:
     """One row per click, in the `feedback` table beside the index."""
-    from bot.store import Store
+    from bot.store import Store, StoreError
 
     try:
-        Store(db_path).db["feedback"].insert({"time": time.time(), "surface": "discord", **row}, alter=True)
-    except sqlite3.Error as error:  # a full disk should not turn a thank-you into an apology
+        store = Store(target, patience=5.0)
+        try:
+            store.record_feedback("discord", **row)
+        finally:
+            store.close()
+    except (StoreError, sqlite3.Error) as error:  # a full disk should not turn a thank-you into an apology
         log.error("could not store feedback: %s", error)
 
 

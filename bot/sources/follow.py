@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot.ingest import IngestStats, ingest_file
 from bot.sources.files import expand
-from bot.store import Store
+from bot.store import Position, Store
 
 
 def _renamed_to(path: Path, inode: int) -> Path | None:
@@ -40,14 +40,10 @@ def catch_up(store: Store, path: Path, source: str, stats: IngestStats) -> None:
         old = _renamed_to(path, saved.inode)
         if old is not None:
             finish_renamed(store, old, key, source, stats)
-        store.db["positions"].upsert(
-            {"path": key, "inode": current.st_ino, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
-        )
+        store.set_position(Position(key, current.st_ino, 0, 0))
     elif saved is not None and current.st_size < saved.offset:
         # copytruncate: the same inode, cut back to zero: its new lines start at line 1
-        store.db["positions"].upsert(
-            {"path": key, "inode": current.st_ino, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
-        )
+        store.set_position(Position(key, current.st_ino, 0, 0))
     ingest_file(store, path, source, stats)
 
 
@@ -55,10 +51,7 @@ def finish_renamed(store: Store, old: Path, key: str, source: str, stats: Ingest
     """Read the tail of a file that was renamed away, continuing from our position in it."""
     saved = store.position(key)
     old_key = str(old.resolve())
-    store.db["positions"].upsert(
-        {"path": old_key, "inode": saved.inode, "offset": saved.offset, "lines": saved.lines, "updated": time.time()},
-        pk="path",
-    )
+    store.set_position(Position(old_key, saved.inode, saved.offset, saved.lines))
     ingest_file(store, old, source, stats)
 
 
