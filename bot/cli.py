@@ -227,7 +227,7 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
         try:
             report = why_from_store(Store(target), address, since, limit)
         except StoreError as error:
-            _stderr().print(f"error: {error}", markup=False)
+            _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
             sys.exit(EXIT_USAGE)
     report.input = f"why {address} ({report.input})"
     if not report.deliveries and fmt == "text":
@@ -289,7 +289,7 @@ def ingest(
         # following, a database that went away is waited for; a one-off run gives up after a minute
         store = Store(path, patience=None if follow else 60.0)
     except StoreError as error:
-        _stderr().print(f"error: {error}", markup=False)
+        _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
         sys.exit(EXIT_USAGE)
     if _configured_names(paths):  # a configured source name (WHYFAILED_SOURCES), not a path
         sys.exit(_ingest_named(paths, path, source, keep, follow, interval, chunk_lines))
@@ -320,7 +320,7 @@ def ingest(
         )
         sys.exit(EXIT_USAGE)
     except StoreError as error:  # PostgreSQL stayed away longer than we wait
-        _stderr().print(f"error: {error}", markup=False)
+        _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
         sys.exit(EXIT_USAGE)
     for problem in stats.skipped:
         _stderr().print(f"skipped {problem}", markup=False)

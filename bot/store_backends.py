@@ -38,7 +38,8 @@ def redact_url(url: str) -> str:
             userinfo, _, hostport = netloc.rpartition("@")
             netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
         query = urlencode(
-            [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+            [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+            safe="*",
         )
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:  # not even a URL: say nothing of it but its scheme
@@ -121,7 +122,9 @@ def _pg_sql(sql: str) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    return re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
+    """An error's first line: libpq adds indented hints ("Is the server running...") below it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return re.sub(r"\s+", " ", lines[0]) if lines else type(error).__name__
 
 
 class PostgresBackend:
