@@ -9,7 +9,6 @@ connection broke can simply be written again once the database is back.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,8 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from bot.model import Attempt, Delivery, Evidence
+from bot.model import Delivery
 from bot.store_backends import StoreError, one_line, open_backend
+from bot.store_rows import UPSERT_DELIVERY, attempt_rows, delivery_from_rows, delivery_row, iso
 from bot.store_schema import AUDIT_COLUMNS, FEEDBACK_COLUMNS, SCHEMA_VERSION, migrate, read_version
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Position", "Store", "StoreError", "open_store"]
@@ -28,10 +28,6 @@ __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Position", "Store", "StoreError", "o
 DEFAULT_DB = Path("whyfailed.db")
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _iso(stamp: datetime | None) -> str | None:
-    return stamp.isoformat(sep=" ") if stamp else None
 
 
 @dataclass(frozen=True)
@@ -260,7 +256,7 @@ class Store:
             "insert into attempts (id, delivery_id, line, time, status, stage, reply_code, "
             "enhanced_status, text, remote_host, remote_ip, evidence) values (?,?,?,?,?,?,?,?,?,?,?,?) "
             "on conflict (id) do nothing",
-            [row for (key, _), delivery in stories for row in _attempt_rows(key, delivery)],
+            [row for (key, _), delivery in stories for row in attempt_rows(key, delivery)],
         )
         senders = self._message_facts({message_key for (_, message_key), _ in stories})
         rows = []
@@ -271,8 +267,8 @@ class Store:
             story.message_id = story.message_id or delivery.message_id or fact.get("message_id")
             # a story new in this chunk was diagnosed already (in the parsing process)
             diagnosis = delivery.diagnosis if key not in known and delivery.diagnosis else diagnose(story)
-            rows.append(_delivery_row(source, key, message_key, delivery, story, diagnosis))
-        self.backend.executemany(_UPSERT_DELIVERY, rows)
+            rows.append(delivery_row(source, key, message_key, delivery, story, diagnosis))
+        self.backend.executemany(UPSERT_DELIVERY, rows)
         if position is not None:
             self._save_position(position)
 
@@ -342,31 +338,7 @@ class Store:
                 "format": fallback.source_format,
             }
         attempts = self._query("select * from attempts where delivery_id = ? order by time, line", [key])
-        if not attempts:
-            return None
-        delivery = Delivery(
-            recipient=(row or {}).get("recipient") or key.rsplit("|", 1)[1] or None,
-            sender=(row or {}).get("sender"),
-            queue_id=(row or {}).get("queue_id"),
-            message_id=(row or {}).get("message_id"),
-            direction=(row or {}).get("direction"),
-            source_format=(row or {}).get("format"),
-        )
-        for item in attempts:
-            delivery.attempts.append(
-                Attempt(
-                    status=item["status"],
-                    timestamp=datetime.fromisoformat(item["time"]) if item["time"] else None,
-                    stage=item["stage"],
-                    reply_code=item["reply_code"],
-                    enhanced_status=item["enhanced_status"],
-                    text=item["text"],
-                    remote_host=item["remote_host"],
-                    remote_ip=item["remote_ip"],
-                    evidence=[Evidence(line, text) for line, text in json.loads(item["evidence"] or "[]")],
-                )
-            )
-        return delivery
+        return delivery_from_rows(key, row, attempts) if attempts else None
 
     def find(self, address: str, since: timedelta | None = None, limit: int = 20) -> list[Delivery]:
         """The latest deliveries to or from ADDRESS ('@domain' for a whole domain's failures),
@@ -381,7 +353,7 @@ class Store:
             params += [wanted, wanted]
         if since is not None:
             clauses.append("last_seen >= ?")
-            params.append(_iso(datetime.now() - since))
+            params.append(iso(datetime.now() - since))
         sql = f"select id from deliveries where {' and '.join(clauses)} order by last_seen desc limit ?"
 
         def read() -> list[Delivery]:
@@ -393,7 +365,7 @@ class Store:
 
     def prune(self, keep: timedelta) -> int:
         """Forget deliveries last seen before now - keep; returns how many."""
-        cutoff = _iso(datetime.now() - keep)
+        cutoff = iso(datetime.now() - keep)
 
         def delete() -> int:
             with self.transaction(lock="prune"):
@@ -423,79 +395,3 @@ def open_store(settings=None, **options) -> Store:
 
     settings = settings or Settings()
     return Store(settings.store_target, **options)
-
-
-_DELIVERY_COLUMNS = (
-    "id",
-    "source",
-    "format",
-    "host",
-    "queue_id",
-    "message_key",
-    "recipient",
-    "recipient_lc",
-    "recipient_domain",
-    "sender",
-    "sender_lc",
-    "message_id",
-    "direction",
-    "status",
-    "diagnosis_id",
-    "diagnosis_title",
-    "confidence",
-    "first_seen",
-    "last_seen",
-)
-_UPSERT_DELIVERY = (
-    f"insert into deliveries ({', '.join(_DELIVERY_COLUMNS)}) values ({', '.join('?' * len(_DELIVERY_COLUMNS))}) "
-    "on conflict (id) do update set " + ", ".join(f"{c} = excluded.{c}" for c in _DELIVERY_COLUMNS if c != "id")
-)
-
-
-def _attempt_rows(key: str, delivery: Delivery) -> list[tuple]:
-    rows = []
-    for attempt in delivery.attempts:
-        line = attempt.evidence[-1].line if attempt.evidence else 0
-        rows.append(
-            (
-                f"{key}|{line}",
-                key,
-                line,
-                _iso(attempt.timestamp),
-                attempt.status,
-                attempt.stage,
-                attempt.reply_code,
-                attempt.enhanced_status,
-                attempt.text,
-                attempt.remote_host,
-                attempt.remote_ip,
-                json.dumps([[e.line, e.text] for e in attempt.evidence]),
-            )
-        )
-    return rows
-
-
-def _delivery_row(source: str, key: str, message_key: str, delivery: Delivery, story: Delivery, diagnosis) -> tuple:
-    recipient = delivery.recipient or ""
-    times = [a.timestamp.replace(tzinfo=None) for a in story.attempts if a.timestamp]
-    return (
-        key,
-        source,
-        delivery.source_format,
-        delivery.host,
-        delivery.queue_id,
-        message_key,
-        recipient,
-        recipient.lower(),
-        recipient.rpartition("@")[2].lower(),
-        story.sender,
-        (story.sender or "").lower(),
-        story.message_id,
-        delivery.direction,
-        story.status,
-        diagnosis.id,
-        diagnosis.title,
-        diagnosis.confidence,
-        _iso(min(times)) if times else None,
-        _iso(max(times)) if times else None,
-    )
