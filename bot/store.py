@@ -144,7 +144,7 @@ class Store:
         """Move a position by hand (a rotated or truncated file starts again)."""
 
         def write() -> None:
-            with self.transaction(lock=position.path):
+            with self.transaction():  # one statement; the transaction is for SQLite's write lock
                 self._save_position(position)
 
         self._retrying("saving a position", write)
