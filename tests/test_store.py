@@ -79,7 +79,7 @@ def test_audit_and_feedback_rows(store_target):
         store.record_feedback("slack", user="U1", colour="red")
 
 
-def test_several_processes_opening_a_new_database_at_once_migrate_it_once(store_target):
+def test_several_connections_opening_a_new_database_at_once_migrate_it_once(store_target):
     errors: list[BaseException] = []
 
     def open_it() -> None:
