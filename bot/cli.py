@@ -217,7 +217,8 @@ def _duration(_ctx, _param, value):
     "db_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="The index to read (default ./whyfailed.db, or $WHYFAILED_DB).",
+    help="The index to read: an SQLite file or a postgresql:// URL (default $DATABASE_URL, $WHYFAILED_DB "
+    "or ./whyfailed.db).",
 )
 @click.option(
     "--log",
@@ -250,6 +251,7 @@ def why(
     import os
 
     from bot.store import Store, StoreError
+    from bot.store_backends import is_postgres_url
     from bot.why import normalise_address, why_from_logs, why_from_store
 
     try:
@@ -259,14 +261,14 @@ def why(
     if logs:
         report = why_from_logs(list(logs), address, since, limit)
     else:
-        path = db_path or os.environ.get("WHYFAILED_DB") or "whyfailed.db"
-        if not os.path.exists(path):
-            _stderr().print(f"No index at {path}: run `whyfailed ingest LOG` first, or give --log LOG.", markup=False)
+        target = _store_target(db_path)
+        if not is_postgres_url(target) and not os.path.exists(target):
+            _stderr().print(f"No index at {target}: run `whyfailed ingest LOG` first, or give --log LOG.", markup=False)
             sys.exit(EXIT_USAGE)
         try:
-            report = why_from_store(Store(path), address, since, limit)
+            report = why_from_store(Store(target), address, since, limit)
         except StoreError as error:
-            _stderr().print(f"error: {error}", markup=False)
+            _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
             sys.exit(EXIT_USAGE)
     report.input = f"why {address} ({report.input})"
     if check and report.deliveries:
@@ -284,7 +286,8 @@ def why(
     "db_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="The index to write (default ./whyfailed.db, or $WHYFAILED_DB).",
+    help="The index to write: an SQLite file or a postgresql:// URL (default $DATABASE_URL, $WHYFAILED_DB "
+    "or ./whyfailed.db).",
 )
 @click.option("--source", help="A name for these logs (default: the path as given).")
 @click.option("--keep", callback=_duration, metavar="DURATION", help="Forget stories older than this, e.g. 30d.")
@@ -318,17 +321,21 @@ def ingest(
 
     Exit status: 0 when every file was read, 1 when some were skipped (missing, unreadable,
     not a file), 2 when nothing could be read or the index cannot be written."""
-    import os
 
     from bot.ingest import ingest_paths
     from bot.sources.files import expand, size_of
     from bot.store import Store, StoreError
 
-    path = db_path or os.environ.get("WHYFAILED_DB") or "whyfailed.db"
+    path = _store_target(db_path)
+    if follow:
+        from bot.logsetup import setup_logging
+
+        setup_logging()  # a follower runs for days: its waits and reconnections go to the process log
     try:
-        store = Store(path)
+        # following, a database that went away is waited for; a one-off run gives up after a minute
+        store = Store(path, patience=None if follow else 60.0)
     except StoreError as error:
-        _stderr().print(f"error: {error}", markup=False)
+        _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
         sys.exit(EXIT_USAGE)
     if _configured_names(paths):  # a configured source name (WHYFAILED_SOURCES), not a path
         sys.exit(_ingest_named(paths, path, source, keep, follow, interval, chunk_lines))
@@ -353,10 +360,13 @@ def ingest(
         # locked by another writer past the timeout, disk full, read-only file: nothing of the
         # chunk in hand was written, and the next run resumes from the last committed one
         _stderr().print(
-            f"error: the index {path} cannot be written ({error}); what was indexed before is kept, "
+            f"error: the index {store.where} cannot be written ({error}); what was indexed before is kept, "
             "and the next run resumes from there.",
             markup=False,
         )
+        sys.exit(EXIT_USAGE)
+    except StoreError as error:  # PostgreSQL stayed away longer than we wait
+        _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
         sys.exit(EXIT_USAGE)
     for problem in stats.skipped:
         _stderr().print(f"warning: skipped {problem}", markup=False)
@@ -373,6 +383,13 @@ def ingest(
         follow_paths(store, list(paths), source, interval)
     if stats.skipped:  # scripts must see that some of what they named was not read
         sys.exit(EXIT_USAGE if not stats.files else EXIT_PARTIAL)
+
+
+def _store_target(db_path: str | None) -> str:
+    """--db wins; then DATABASE_URL (or WHYFAILED_DATABASE_URL); then WHYFAILED_DB; then ./whyfailed.db."""
+    from bot.settings import Settings
+
+    return db_path or Settings().store_target
 
 
 def _configured_names(args: tuple[str, ...]) -> list[str]:
@@ -411,7 +428,12 @@ def _ingest_named(args, db_path: str, source: str | None, keep, follow: bool, in
 
 
 @main.command()
-@click.option("--db", "db_path", default=None, help="The index /whyfailed ADDRESS reads (default: $WHYFAILED_DB).")
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    help="The index /whyfailed ADDRESS reads: a file or a postgresql:// URL (default: $DATABASE_URL, $WHYFAILED_DB).",
+)
 @click.option(
     "--log", "logs", multiple=True, metavar="PATH", help="Logs /whyfailed ADDRESS scans when there is no index."
 )
@@ -421,8 +443,11 @@ def chat(db_path: str | None, logs: tuple[str, ...]) -> None:
     from bot.adapters.console import run_console
     from bot.conversation import Conversation
     from bot.settings import Settings
+    from bot.store_backends import is_postgres_url
 
-    overrides = {k: v for k, v in (("db", db_path), ("logs", list(logs))) if v}
+    overrides: dict = {"logs": list(logs)} if logs else {}
+    if db_path:  # given on the command line, it wins over DATABASE_URL too
+        overrides |= {"database_url": db_path} if is_postgres_url(db_path) else {"db": db_path, "database_url": None}
     sys.exit(run_console(Conversation(Settings(**overrides))))
 
 

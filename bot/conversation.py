@@ -8,7 +8,6 @@ knows Slack, Discord or a terminal; nothing there parses a log.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -183,14 +182,23 @@ class Conversation:
         return Reply("report", report=report, ephemeral=True, address=address)
 
     def _lookup(self, address: str, since: timedelta | None) -> Report:
+        """From the index when there is one worth asking (a shared database, or a file that holds
+        indexed deliveries or ingest positions); else by scanning the configured logs. A file that
+        exists is not enough: the audit of an earlier query creates an empty one."""
         import os
 
         from bot.store import Store
         from bot.why import why_from_logs, why_from_store
 
         limit = self.settings.max_results
-        if os.path.exists(self.settings.db):
-            return why_from_store(Store(self.settings.db), address, since, limit)
+        target = self.settings.store_target
+        if self.settings.database_url or os.path.exists(target):
+            store = Store(target)
+            try:
+                if self.settings.database_url or store.has_index() or not self.settings.logs:
+                    return why_from_store(store, address, since, limit)
+            finally:
+                store.close()
         if self.settings.logs:
             return why_from_logs(self.settings.logs, address, since, limit)
         return Report(input="nothing configured", formats=[], lines=0, parsed=0, deliveries=[], unparsed=[])
@@ -200,23 +208,18 @@ class Conversation:
             self.audit(context, query, outcome)
 
 
-def store_audit(db_path: str):
-    """An audit callable that writes one row per query into the index's `audit` table."""
+def store_audit(target: str):
+    """An audit callable that writes one row per query into the index's `audit` table
+    (`target`: the SQLite file or the PostgreSQL URL, as Settings.store_target gives it)."""
 
     def write(context: Context, query: str, outcome: str) -> None:
         from bot.store import Store
 
-        store = Store(db_path)
-        store.db["audit"].insert(
-            {
-                "time": time.time(),
-                "surface": context.surface,
-                "user": context.user,
-                "channel": context.channel,
-                "query": query,
-                "outcome": outcome,
-            }
-        )
+        store = Store(target)
+        try:
+            store.record_audit(context.surface, context.user, context.channel, query, outcome)
+        finally:
+            store.close()
 
     return write
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -171,26 +170,43 @@ def check_reachability(online: bool) -> list[Finding]:
     return [check() for check in (in_use or [check for check, _ in checks])]
 
 
-def check_database(path: str) -> Finding:
+def check_database(target: str) -> Finding:
+    """Which backend, whether we can write to it, and whether its schema is current. Opening it
+    migrates an older schema, as any command would; the URL is shown without its password."""
     from bot.store import SCHEMA_VERSION, Store, StoreError
+    from bot.store_backends import is_postgres_url, one_line, redact_url
 
-    if not os.path.exists(path):
-        return Finding("database", WARN, f"{path} does not exist yet", "run `whyfailed ingest LOG` to create it")
+    postgres = is_postgres_url(target)
+    where = redact_url(target) if postgres else target
+    if not postgres and not os.path.exists(target):
+        fix = "run `whyfailed ingest LOG` to create it"
+        return Finding("database", WARN, f"SQLite {where} does not exist yet", fix)
+    backend = "PostgreSQL" if postgres else "SQLite"
     try:
-        store = Store(path, timeout=2)
-        store.db.conn.execute("BEGIN IMMEDIATE")
-        store.db.conn.execute("ROLLBACK")
-    except (StoreError, sqlite3.Error) as error:
-        return Finding("database", FAIL, f"{path}: {error}", "check the file's permissions and free disk space")
-    if store.schema_version != SCHEMA_VERSION:
+        store = Store(target, timeout=2, patience=0)
+    except StoreError as error:
+        fix = "check DATABASE_URL, the server and the user's rights" if postgres else "check the file and its folder"
+        return Finding("database", FAIL, f"{backend}: {error}", fix)
+    try:
+        store.check_writable()
+        version, counts = store.schema_version, store.counts()
+    except Exception as error:  # StoreError, sqlite3's and psycopg's errors: a finding, never a traceback
+        fix = "check the user's rights on the tables" if postgres else "check the file's permissions and disk space"
+        return Finding("database", FAIL, f"{backend} {where}: not writable ({one_line(error)})", fix)
+    finally:
+        store.close()
+    if version != SCHEMA_VERSION:
         return Finding(
             "database",
             FAIL,
-            f"schema {store.schema_version}, expected {SCHEMA_VERSION}",
+            f"{backend} {where}: schema {version}, expected {SCHEMA_VERSION}",
             "run any whyfailed command against it to migrate",
         )
-    counts = store.counts()
-    return Finding("database", OK, f"{path}: writable, schema {SCHEMA_VERSION}, {counts['deliveries']} stories")
+    return Finding(
+        "database",
+        OK,
+        f"{backend} {where}: writable, schema {SCHEMA_VERSION}, {counts['deliveries']} stories",
+    )
 
 
 def check_sources(settings: Settings) -> list[Finding]:
@@ -319,7 +335,7 @@ def run_doctor(settings: Settings | None = None, online: bool = False) -> list[F
     return [
         *check_tokens(),
         *check_reachability(online),
-        check_database(settings.db),
+        check_database(settings.store_target),
         *check_sources(settings),
         *check_named_sources(),
         check_grammars(),

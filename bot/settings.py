@@ -8,7 +8,7 @@ every class, so `.env.example` and its test cover them all.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WHYFAILED_", env_file=".env", extra="ignore")
 
     db: str = Field("whyfailed.db", description="The SQLite index (ingest writes it, /whyfailed reads it).")
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("WHYFAILED_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description=(
+            "A shared PostgreSQL index instead of the SQLite file, as postgresql://user:password@host:5432/dbname. "
+            "Read from WHYFAILED_DATABASE_URL or, as hosting platforms name it, DATABASE_URL; when set, it wins "
+            "over WHYFAILED_DB."
+        ),
+    )
     logs: list[str] = Field(
         default_factory=list, description="Logs /whyfailed scans when there is no index: paths or globs."
     )
@@ -48,6 +57,11 @@ class Settings(BaseSettings):
     )
     metrics_token: str | None = Field(None, description="If set, /metrics asks for 'Authorization: Bearer TOKEN'.")
     log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error)$", description="Process log level.")
+
+    @property
+    def store_target(self) -> str:
+        """Where the index is: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.database_url or self.db
 
 
 def load_settings(**overrides) -> Settings:

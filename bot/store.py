@@ -1,35 +1,33 @@
-"""The index of ingested deliveries, in SQLite through sqlite-utils.
+"""The index of ingested deliveries: an SQLite file by default, or PostgreSQL (DATABASE_URL).
 
 Deliveries and their attempts are keyed so that ingesting the same lines twice changes
 nothing (an attempt's key is its source file and line number), and each chunk of a log is
 written in one transaction together with the position reached, so a crash or a `kill -9`
-mid-file resumes with every line indexed exactly once.
+mid-file resumes with every line indexed exactly once. For the same reason a chunk whose
+connection broke can simply be written again once the database is back.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
+import logging
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
-import sqlite_utils
+from bot.model import Delivery
+from bot.store_backends import StoreError, one_line, open_backend
+from bot.store_rows import UPSERT_DELIVERY, attempt_rows, delivery_from_rows, delivery_row, iso
+from bot.store_schema import AUDIT_COLUMNS, FEEDBACK_COLUMNS, SCHEMA_VERSION, migrate, read_version
 
-from bot.model import Attempt, Delivery, Evidence
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Position", "Store", "StoreError", "open_store"]
 
-SCHEMA_VERSION = 1
 DEFAULT_DB = Path("whyfailed.db")
-
-
-class StoreError(Exception):
-    """The database cannot be used: the message says why and what to do."""
-
-
-def _iso(stamp: datetime | None) -> str | None:
-    return stamp.isoformat(sep=" ") if stamp else None
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,134 +38,195 @@ class Position:
     lines: int
 
 
+class _Rollback(Exception):
+    """Raised inside a transaction to undo it on purpose (the doctor's trial write)."""
+
+
 class Store:
-    def __init__(self, path: str | Path = DEFAULT_DB, timeout: float = 30.0):
-        self.path = Path(path)
+    """The index. `Store(target)`: a postgresql:// URL opens PostgreSQL, anything else an SQLite file.
+
+    `patience` is how long (seconds) a call waits for a PostgreSQL server that went away before
+    giving up with a StoreError; None waits for ever (what `ingest --follow` wants)."""
+
+    def __init__(self, target: str | Path = DEFAULT_DB, timeout: float = 30.0, patience: float | None = 60.0):
+        self.backend = open_backend(target, timeout)
+        self.kind = self.backend.kind
+        self.where = self.backend.where  # for people and logs: a path, or the URL without its password
+        self.path = self.backend.path if self.kind == "sqlite" else None
+        self.patience = patience
         try:
-            connection = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-            self.db = sqlite_utils.Database(connection)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            self._migrate()
-        except sqlite3.DatabaseError as error:
-            raise StoreError(f"{self.path}: cannot open the index ({error}). Is it a whyfailed database?") from None
+            migrate(self.backend, self.where)
+        except Exception as error:
+            self.close()
+            if isinstance(error, StoreError):
+                raise
+            if self.backend.is_database_error(error):
+                raise StoreError(
+                    f"{self.where}: cannot open the index ({one_line(error)}). {self.backend.hint}"
+                ) from None
+            raise
+
+    @classmethod
+    def open(cls, target: str | Path, **options) -> Store:
+        return cls(target, **options)
+
+    def close(self) -> None:
+        self.backend.close()
 
     @contextmanager
-    def transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: the connection is in autocommit
-        mode, so atomicity is asked for explicitly (and IMMEDIATE takes the write lock up front,
-        so two writers queue instead of failing half way)."""
-        self.db.conn.execute("BEGIN IMMEDIATE")
-        try:
+    def transaction(self, lock: str | None = None):
+        """All or nothing; with `lock`, writers of the same name (a source) run one at a time."""
+        with self.backend.transaction(lock):
             yield
-        except BaseException:
-            self.db.conn.execute("ROLLBACK")
-            raise
-        self.db.conn.execute("COMMIT")
+
+    def _retrying(self, what: str, work: Callable[[], T]) -> T:
+        """Run `work`; when the PostgreSQL connection breaks, wait (1 s, doubling to 30 s), reconnect
+        and run it again. Safe because every write is one transaction, keyed so that a repeat
+        changes nothing: a chunk is either committed with its position or not at all."""
+        waited, delay, attempt = 0.0, 1.0, 0
+        while True:
+            try:
+                return work()
+            except Exception as error:
+                if not self.backend.is_disconnect(error):
+                    raise
+                attempt += 1
+                if self.patience is not None and waited >= self.patience:
+                    raise StoreError(
+                        f"{self.where}: the database is unreachable ({one_line(error)}); gave up after "
+                        f"{waited:.0f} s. What was indexed before is kept, and the next run resumes from there."
+                    ) from None
+                log.warning(
+                    "database %s unavailable while %s (%s); reconnecting in %.0f s (try %d)",
+                    self.where,
+                    what,
+                    one_line(error),
+                    delay,
+                    attempt,
+                )
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 30.0)
+                try:
+                    self.backend.reconnect()
+                    log.warning("database %s: reconnected; %s again", self.where, what)
+                except StoreError as again:
+                    log.warning("%s", again)
 
     # --- schema ---------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
-        db = self.db
-        if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-        row = next(db.query("select value from meta where key = 'schema_version'"), None)
-        version = int(row["value"]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} was written by a newer whyfailed (schema {version}); upgrade whyfailed.")
-        if version < 1:
-            with self.transaction():
-                self._create_v1()
-                db["meta"].upsert({"key": "schema_version", "value": "1"}, pk="key")
-
-    def _create_v1(self) -> None:
-        db = self.db
-        db["messages"].create(
-            {
-                "id": str,
-                "source": str,
-                "host": str,
-                "queue_id": str,
-                "sender": str,
-                "message_id": str,
-                "first_seen": str,
-                "context": str,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["deliveries"].create(
-            {
-                "id": str,
-                "source": str,
-                "format": str,
-                "host": str,
-                "queue_id": str,
-                "message_key": str,
-                "recipient": str,
-                "recipient_lc": str,
-                "recipient_domain": str,
-                "sender": str,
-                "sender_lc": str,
-                "message_id": str,
-                "direction": str,
-                "status": str,
-                "diagnosis_id": str,
-                "diagnosis_title": str,
-                "confidence": float,
-                "first_seen": str,
-                "last_seen": str,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["attempts"].create(
-            {
-                "id": str,
-                "delivery_id": str,
-                "line": int,
-                "time": str,
-                "status": str,
-                "stage": str,
-                "reply_code": int,
-                "enhanced_status": str,
-                "text": str,
-                "remote_host": str,
-                "remote_ip": str,
-                "evidence": str,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["positions"].create(
-            {"path": str, "inode": int, "offset": int, "lines": int, "updated": float},
-            pk="path",
-            if_not_exists=True,
-        )
-        for table, columns in (
-            ("deliveries", ["recipient_lc"]),
-            ("deliveries", ["recipient_domain"]),
-            ("deliveries", ["sender_lc"]),
-            ("deliveries", ["queue_id"]),
-            ("deliveries", ["message_id"]),
-            ("deliveries", ["last_seen"]),
-            ("deliveries", ["message_key"]),
-            ("attempts", ["delivery_id", "line"]),
-            ("messages", ["message_id"]),
-        ):
-            db[table].create_index(columns, if_not_exists=True)
-
     @property
     def schema_version(self) -> int:
-        row = next(self.db.query("select value from meta where key = 'schema_version'"), None)
-        return int(row["value"]) if row else 0
+        return self._retrying("reading the schema version", lambda: read_version(self.backend))
+
+    def check_writable(self) -> None:
+        """A trial write, rolled back: raises if the database is read-only, full or locked."""
+        try:
+            with self.transaction(lock="doctor"):
+                self.backend.execute(
+                    "insert into meta (key, value) values ('doctor', ?) "
+                    "on conflict (key) do update set value = excluded.value",
+                    [str(time.time())],
+                )
+                raise _Rollback
+        except _Rollback:
+            pass
 
     # --- positions ------------------------------------------------------------------------
 
     def position(self, path: str) -> Position | None:
-        row = next(self.db.query("select * from positions where path = ?", [path]), None)
-        return Position(row["path"], row["inode"], row["offset"], row["lines"]) if row else None
+        rows = self._retrying(
+            "reading a position", lambda: self._query("select * from positions where path = ?", [path])
+        )
+        return Position(rows[0]["path"], rows[0]["inode"], rows[0]["offset"], rows[0]["lines"]) if rows else None
+
+    def set_position(self, position: Position) -> None:
+        """Move a position by hand (a rotated or truncated file starts again)."""
+
+        def write() -> None:
+            with self.transaction():  # one statement; the transaction is for SQLite's write lock
+                self._save_position(position)
+
+        self._retrying("saving a position", write)
+
+    def _save_position(self, position: Position) -> None:
+        self.backend.execute(
+            'insert into positions (path, inode, "offset", lines, updated) values (?,?,?,?,?) '
+            'on conflict (path) do update set inode = excluded.inode, "offset" = excluded."offset", '
+            "lines = excluded.lines, updated = excluded.updated",
+            [position.path, position.inode, position.offset, position.lines, time.time()],
+        )
+
+    def has_index(self) -> bool:
+        """Whether anything was ever indexed here (a database an audit write created holds nothing)."""
+        return bool(
+            self._retrying(
+                "looking for an index",
+                lambda: (
+                    self._query("select 1 as found from deliveries limit 1")
+                    or self._query("select 1 as found from positions limit 1")
+                ),
+            )
+        )
+
+    # --- journald cursors -----------------------------------------------------------------
+
+    def cursor(self, key: str, lines: int) -> str | None:
+        rows = self._retrying(
+            "reading a cursor",
+            lambda: self._query("select cursor from cursors where path = ? and lines = ?", [key, lines]),
+        )
+        return rows[0]["cursor"] if rows else None
+
+    def save_cursor(self, key: str, lines: int, cursor: str) -> None:
+        self._retrying(
+            "saving a cursor",
+            lambda: self.backend.execute(
+                "insert into cursors (path, lines, cursor, updated) values (?,?,?,?) on conflict (path, lines) "
+                "do update set cursor = excluded.cursor, updated = excluded.updated",
+                [key, lines, cursor, time.time()],
+            ),
+        )
+
+    def forget_cursors_before(self, key: str, lines: int) -> None:
+        self._retrying(
+            "pruning cursors",
+            lambda: self.backend.execute("delete from cursors where path = ? and lines < ?", [key, lines]),
+        )
+
+    # --- audit and feedback ---------------------------------------------------------------
+
+    def record_audit(self, surface: str, user: str, channel: str | None, query: str, outcome: str) -> None:
+        """One row per /whyfailed ADDRESS query: who asked, where, and what they were told."""
+        row = {"time": time.time(), "surface": surface, "user": user, "channel": channel, "query": query}
+        self._insert_row("audit", AUDIT_COLUMNS, {**row, "outcome": outcome})
+
+    def record_feedback(self, surface: str, **fields) -> None:
+        """One row per Helpful / Not helpful click; `fields` are feedback columns (user, diagnosis, helpful...)."""
+        unknown = set(fields) - set(FEEDBACK_COLUMNS)
+        if unknown:
+            raise TypeError(f"not feedback columns: {', '.join(sorted(unknown))}")
+        if "helpful" in fields and fields["helpful"] is not None:
+            fields["helpful"] = int(bool(fields["helpful"]))
+        self._insert_row("feedback", FEEDBACK_COLUMNS, {"time": time.time(), "surface": surface, **fields})
+
+    def _insert_row(self, table: str, columns: dict, row: dict) -> None:
+        names = [name for name in columns if name in row]
+        quoted = ", ".join(f'"{name}"' for name in names)  # "user" is a reserved word in PostgreSQL
+        sql = f"insert into {table} ({quoted}) values ({', '.join('?' * len(names))})"
+
+        def write() -> None:
+            with self.transaction():
+                self.backend.execute(sql, [row[name] for name in names])
+
+        self._retrying(f"writing {table}", write)
+
+    def audit_rows(self) -> list[dict]:
+        return self._query('select time, surface, "user", channel, query, outcome from audit order by time')
+
+    def feedback_rows(self) -> list[dict]:
+        columns = ", ".join(f'"{name}"' for name in FEEDBACK_COLUMNS)
+        return self._query(f"select {columns} from feedback order by time")
 
     # --- writing --------------------------------------------------------------------------
 
@@ -178,37 +237,40 @@ class Store:
         `diagnose(delivery)` recomputes a story's diagnosis from all its attempts.
 
         Batched: one statement per table per chunk. A story seen for the first time is
-        diagnosed from memory; only stories that already had attempts are re-read."""
+        diagnosed from memory; only stories that already had attempts are re-read. Writers of
+        one source run one at a time (PostgreSQL: an advisory lock on the source's name), since
+        the merge reads what an earlier chunk wrote."""
         stories = [(self._keys(source, d), d) for d in deliveries if d.attempts]
-        with self.transaction():  # all of the chunk and its position, or none of it
-            self._merge_messages(source, messages)
-            known = self._with_attempts([key for (key, _), _ in stories])
-            self.db.conn.executemany(
-                "insert or ignore into attempts (id, delivery_id, line, time, status, stage, reply_code, "
-                "enhanced_status, text, remote_host, remote_ip, evidence) values (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [row for (key, _), delivery in stories for row in _attempt_rows(key, delivery)],
-            )
-            senders = self._message_facts({message_key for (_, message_key), _ in stories})
-            rows = []
-            for (key, message_key), delivery in stories:
-                story = self._load_delivery(key, delivery) if key in known else delivery
-                fact = senders.get(message_key, {})
-                story.sender = story.sender or delivery.sender or fact.get("sender")
-                story.message_id = story.message_id or delivery.message_id or fact.get("message_id")
-                # a story new in this chunk was diagnosed already (in the parsing process)
-                diagnosis = delivery.diagnosis if key not in known and delivery.diagnosis else diagnose(story)
-                rows.append(_delivery_row(source, key, message_key, delivery, story, diagnosis))
-            self.db.conn.executemany(
-                f"insert or replace into deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
-                f"values ({', '.join('?' * len(_DELIVERY_COLUMNS))})",
-                rows,
-            )
-            if position is not None:
-                self.db.conn.execute(
-                    "insert or replace into positions (path, inode, offset, lines, updated) values (?,?,?,?,?)",
-                    (position.path, position.inode, position.offset, position.lines, time.time()),
-                )
+
+        def write() -> None:
+            with self.transaction(lock=source):  # all of the chunk and its position, or none of it
+                self._merge_chunk(source, stories, messages, position, diagnose)
+
+        self._retrying(f"writing a chunk of {source}", write)
         return len(stories)
+
+    def _merge_chunk(self, source: str, stories: list, messages: list[dict], position: Position | None, diagnose):
+        self._merge_messages(source, messages)
+        known = self._with_attempts([key for (key, _), _ in stories])
+        self.backend.executemany(
+            "insert into attempts (id, delivery_id, line, time, status, stage, reply_code, "
+            "enhanced_status, text, remote_host, remote_ip, evidence) values (?,?,?,?,?,?,?,?,?,?,?,?) "
+            "on conflict (id) do nothing",
+            [row for (key, _), delivery in stories for row in attempt_rows(key, delivery)],
+        )
+        senders = self._message_facts({message_key for (_, message_key), _ in stories})
+        rows = []
+        for (key, message_key), delivery in stories:
+            story = self._load_delivery(key, delivery) if key in known else delivery
+            fact = senders.get(message_key, {})
+            story.sender = story.sender or delivery.sender or fact.get("sender")
+            story.message_id = story.message_id or delivery.message_id or fact.get("message_id")
+            # a story new in this chunk was diagnosed already (in the parsing process)
+            diagnosis = delivery.diagnosis if key not in known and delivery.diagnosis else diagnose(story)
+            rows.append(delivery_row(source, key, message_key, delivery, story, diagnosis))
+        self.backend.executemany(UPSERT_DELIVERY, rows)
+        if position is not None:
+            self._save_position(position)
 
     @staticmethod
     def _keys(source: str, delivery: Delivery) -> tuple[str, str]:
@@ -218,17 +280,16 @@ class Store:
         message_key = f"{source}|{delivery.host or ''}|{anchor}"
         return f"{message_key}|{(delivery.recipient or '').lower()}", message_key
 
+    def _query(self, sql: str, params=()) -> list[dict]:
+        return self.backend.query(sql, params)
+
     def _with_attempts(self, keys: list[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(keys), 500):
             part = keys[start : start + 500]
             marks = ",".join("?" * len(part))
-            found.update(
-                r[0]
-                for r in self.db.conn.execute(
-                    f"select distinct delivery_id from attempts where delivery_id in ({marks})", part
-                )
-            )
+            sql = f"select distinct delivery_id from attempts where delivery_id in ({marks})"
+            found.update(r["delivery_id"] for r in self._query(sql, part))
         return found
 
     def _message_facts(self, keys: set[str]) -> dict[str, dict]:
@@ -237,16 +298,14 @@ class Store:
         for start in range(0, len(ordered), 500):
             part = ordered[start : start + 500]
             marks = ",".join("?" * len(part))
-            for key, sender, message_id in self.db.conn.execute(
-                f"select id, sender, message_id from messages where id in ({marks})", part
-            ):
-                facts[key] = {"sender": sender, "message_id": message_id}
+            for row in self._query(f"select id, sender, message_id from messages where id in ({marks})", part):
+                facts[row["id"]] = {"sender": row["sender"], "message_id": row["message_id"]}
         return facts
 
     def _merge_messages(self, source: str, messages: list[dict]) -> None:
-        self.db.conn.executemany(
+        self.backend.executemany(
             "insert into messages (id, source, host, queue_id, sender, message_id, first_seen) "
-            "values (?,?,?,?,?,?,?) on conflict(id) do update set "
+            "values (?,?,?,?,?,?,?) on conflict (id) do update set "
             "sender = coalesce(excluded.sender, messages.sender), "
             "message_id = coalesce(excluded.message_id, messages.message_id), "
             "first_seen = coalesce(messages.first_seen, excluded.first_seen)",
@@ -267,7 +326,8 @@ class Store:
     # --- reading --------------------------------------------------------------------------
 
     def _load_delivery(self, key: str, fallback: Delivery | None = None) -> Delivery | None:
-        row = next(self.db.query("select * from deliveries where id = ?", [key]), None)
+        found = self._query("select * from deliveries where id = ?", [key])
+        row = found[0] if found else None
         if row is None and fallback is not None:
             row = {
                 "recipient": fallback.recipient,
@@ -277,35 +337,12 @@ class Store:
                 "direction": fallback.direction,
                 "format": fallback.source_format,
             }
-        attempts = list(self.db.query("select * from attempts where delivery_id = ? order by time, line", [key]))
-        if not attempts:
-            return None
-        delivery = Delivery(
-            recipient=(row or {}).get("recipient") or key.rsplit("|", 1)[1] or None,
-            sender=(row or {}).get("sender"),
-            queue_id=(row or {}).get("queue_id"),
-            message_id=(row or {}).get("message_id"),
-            direction=(row or {}).get("direction"),
-            source_format=(row or {}).get("format"),
-        )
-        for item in attempts:
-            delivery.attempts.append(
-                Attempt(
-                    status=item["status"],
-                    timestamp=datetime.fromisoformat(item["time"]) if item["time"] else None,
-                    stage=item["stage"],
-                    reply_code=item["reply_code"],
-                    enhanced_status=item["enhanced_status"],
-                    text=item["text"],
-                    remote_host=item["remote_host"],
-                    remote_ip=item["remote_ip"],
-                    evidence=[Evidence(line, text) for line, text in json.loads(item["evidence"] or "[]")],
-                )
-            )
-        return delivery
+        attempts = self._query("select * from attempts where delivery_id = ? order by time, line", [key])
+        return delivery_from_rows(key, row, attempts) if attempts else None
 
     def find(self, address: str, since: timedelta | None = None, limit: int = 20) -> list[Delivery]:
-        """The latest deliveries to or from ADDRESS ('@domain' for a whole domain's failures)."""
+        """The latest deliveries to or from ADDRESS ('@domain' for a whole domain's failures),
+        read in one snapshot, so a story and its attempts agree even while ingest writes."""
         wanted = address.strip().lower()
         clauses, params = [], []
         if wanted.startswith("@"):
@@ -316,94 +353,45 @@ class Store:
             params += [wanted, wanted]
         if since is not None:
             clauses.append("last_seen >= ?")
-            params.append(_iso(datetime.now() - since))
+            params.append(iso(datetime.now() - since))
         sql = f"select id from deliveries where {' and '.join(clauses)} order by last_seen desc limit ?"
-        rows = list(self.db.query(sql, [*params, limit]))
-        return [d for d in (self._load_delivery(r["id"]) for r in rows) if d is not None]
+
+        def read() -> list[Delivery]:
+            with self.backend.snapshot():
+                rows = self._query(sql, [*params, limit])
+                return [d for d in (self._load_delivery(r["id"]) for r in rows) if d is not None]
+
+        return self._retrying("answering a query", read)
 
     def prune(self, keep: timedelta) -> int:
         """Forget deliveries last seen before now - keep; returns how many."""
-        cutoff = _iso(datetime.now() - keep)
-        with self.transaction():
-            ids = [r["id"] for r in self.db.query("select id from deliveries where last_seen < ?", [cutoff])]
-            for chunk in range(0, len(ids), 500):
-                part = ids[chunk : chunk + 500]
-                marks = ",".join("?" * len(part))
-                self.db.execute(f"delete from attempts where delivery_id in ({marks})", part)
-                self.db.execute(f"delete from deliveries where id in ({marks})", part)
-        return len(ids)
+        cutoff = iso(datetime.now() - keep)
+
+        def delete() -> int:
+            with self.transaction(lock="prune"):
+                ids = [r["id"] for r in self._query("select id from deliveries where last_seen < ?", [cutoff])]
+                for chunk in range(0, len(ids), 500):
+                    part = ids[chunk : chunk + 500]
+                    marks = ",".join("?" * len(part))
+                    self.backend.execute(f"delete from attempts where delivery_id in ({marks})", part)
+                    self.backend.execute(f"delete from deliveries where id in ({marks})", part)
+            return len(ids)
+
+        return self._retrying("pruning", delete)
 
     def counts(self) -> dict[str, int]:
-        return {t: self.db[t].count for t in ("deliveries", "attempts", "messages", "positions")}
+        def count() -> dict[str, int]:
+            return {
+                t: self._query(f"select count(*) as n from {t}")[0]["n"]
+                for t in ("deliveries", "attempts", "messages", "positions")
+            }
+
+        return self._retrying("counting", count)
 
 
-_DELIVERY_COLUMNS = (
-    "id",
-    "source",
-    "format",
-    "host",
-    "queue_id",
-    "message_key",
-    "recipient",
-    "recipient_lc",
-    "recipient_domain",
-    "sender",
-    "sender_lc",
-    "message_id",
-    "direction",
-    "status",
-    "diagnosis_id",
-    "diagnosis_title",
-    "confidence",
-    "first_seen",
-    "last_seen",
-)
+def open_store(settings=None, **options) -> Store:
+    """The store the settings point at: DATABASE_URL (or WHYFAILED_DATABASE_URL) if set, else WHYFAILED_DB."""
+    from bot.settings import Settings
 
-
-def _attempt_rows(key: str, delivery: Delivery) -> list[tuple]:
-    rows = []
-    for attempt in delivery.attempts:
-        line = attempt.evidence[-1].line if attempt.evidence else 0
-        rows.append(
-            (
-                f"{key}|{line}",
-                key,
-                line,
-                _iso(attempt.timestamp),
-                attempt.status,
-                attempt.stage,
-                attempt.reply_code,
-                attempt.enhanced_status,
-                attempt.text,
-                attempt.remote_host,
-                attempt.remote_ip,
-                json.dumps([[e.line, e.text] for e in attempt.evidence]),
-            )
-        )
-    return rows
-
-
-def _delivery_row(source: str, key: str, message_key: str, delivery: Delivery, story: Delivery, diagnosis) -> tuple:
-    recipient = delivery.recipient or ""
-    times = [a.timestamp.replace(tzinfo=None) for a in story.attempts if a.timestamp]
-    return (
-        key,
-        source,
-        delivery.source_format,
-        delivery.host,
-        delivery.queue_id,
-        message_key,
-        recipient,
-        recipient.lower(),
-        recipient.rpartition("@")[2].lower(),
-        story.sender,
-        (story.sender or "").lower(),
-        story.message_id,
-        delivery.direction,
-        story.status,
-        diagnosis.id,
-        diagnosis.title,
-        diagnosis.confidence,
-        _iso(min(times)) if times else None,
-        _iso(max(times)) if times else None,
-    )
+    settings = settings or Settings()
+    return Store(settings.store_target, **options)

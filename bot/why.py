@@ -56,7 +56,7 @@ def _matches(delivery: Delivery, address: str) -> bool:
 def why_from_store(store: Store, address: str, since: timedelta | None, limit: int = 20) -> Report:
     deliveries = store.find(address, since, limit)
     diagnose_deliveries(deliveries)
-    return Report(input=f"index {store.path}", formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
+    return Report(input=f"index {store.where}", formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
 
 
 def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = 20) -> Report:

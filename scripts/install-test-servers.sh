@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the real mail servers that tests/mta runs on loopback: Postfix (a normal Debian
-# install, left unconfigured and not started) and Exim (unpacked into /opt/whyfailed-exim,
-# because Debian's postfix and exim4 packages conflict). Idempotent and non-interactive;
-# run as root on Debian 12. It never starts a system-wide service: the tests start their
-# own throwaway instances with their own config, spool and log folders.
+# Installs the real servers the tests run on loopback: Postfix (a normal Debian install, left
+# unconfigured and not started), Exim (unpacked into /opt/whyfailed-exim, because Debian's
+# postfix and exim4 packages conflict), sshd, unbound and PostgreSQL. Idempotent and
+# non-interactive; run as root on Debian 12. It never starts a system-wide service: the tests
+# start their own throwaway instances with their own config, spool and log folders.
 set -euo pipefail
 
 EXIM_ROOT="${WHYFAILED_EXIM_ROOT:-/opt/whyfailed-exim}"
@@ -138,3 +138,18 @@ if [ ! -x /usr/sbin/unbound ]; then
     apt_retry install -y -qq --no-install-recommends unbound >/dev/null
 fi
 echo "unbound $(/usr/sbin/unbound -V 2>/dev/null | sed -n '1s/^Version //p') at /usr/sbin/unbound"
+
+# --- PostgreSQL (tests/test_store*.py) ---------------------------------------------------
+# The shared-store tests initdb a throwaway cluster of their own (tests/pg_server.py) on a
+# loopback port, as the postgres user the package creates; the package's own cluster service is
+# kept from starting by policy-rc.d above, and none is needed.
+pg_bin="${WHYFAILED_PG_BIN:-/usr/lib/postgresql/15/bin}"
+if [ ! -x "$pg_bin/initdb" ] || [ ! -x "$pg_bin/pg_ctl" ]; then
+    update_once
+    apt_retry install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+if ! getent passwd postgres >/dev/null 2>&1; then
+    echo "install-test-servers: the postgres user is missing; the PostgreSQL tests need it when run as root" >&2
+    exit 1
+fi
+echo "postgresql $("$pg_bin/postgres" -V 2>/dev/null | sed -n 's/^postgres (PostgreSQL) //p') at $pg_bin"

@@ -51,3 +51,38 @@ def run_cli():
         )
 
     return run
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL cluster for the session (see tests/pg_server.py); tests that
+    need it skip only when the PostgreSQL binaries are not installed."""
+    from .pg_server import PgServer, binaries_missing
+
+    reason = binaries_missing()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path) -> str:
+    """Where a test's index lives: run once with an SQLite file, once with a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "i.db")
+    return request.getfixturevalue("pg_url")

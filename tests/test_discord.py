@@ -394,7 +394,7 @@ def test_whyfailed_address_refuses_the_unauthorised_and_audits_both(tmp_path):
             assert answer.json["flags"] == EPHEMERAL and answer.query.get("wait") in ("true", "1", "True")
             assert_safe(answer)
             assert answer.json["embeds"][0]["title"].startswith("✗ ops@slow.example.net: bounced")
-        rows = list(Store(tmp_path / "whyfailed.db").db["audit"].rows)
+        rows = Store(tmp_path / "whyfailed.db").audit_rows()
         assert [(r["surface"], r["user"], r["outcome"].split(":")[0]) for r in rows] == [
             ("discord", "900000000000000202", "refused"),
             ("discord", "900000000000000202", "answered"),
@@ -417,7 +417,7 @@ def test_whyfailed_address_from_a_thread_counts_as_its_allowed_channel(tmp_path)
             in_help, in_general = fake.posted("/webhooks/")
             assert in_help.json["embeds"][0]["title"].startswith("✗ ops@slow.example.net: bounced")
             assert "not enabled for you here" in in_general.json["content"]
-        rows = list(Store(tmp_path / "whyfailed.db").db["audit"].rows)
+        rows = Store(tmp_path / "whyfailed.db").audit_rows()
         assert [(r["channel"], r["outcome"].split(":")[0]) for r in rows] == [
             (str(HELP), "answered"),
             (str(GENERAL), "refused"),
@@ -496,7 +496,7 @@ def test_the_feedback_button_stores_a_row_per_diagnosis_id_of_the_answer(tmp_pat
             [thanks] = fake.posted("/callback")
             assert thanks.json["type"] == 4 and thanks.json["data"]["flags"] == EPHEMERAL
             assert thanks.json["data"]["content"].startswith("Thanks")
-        rows = list(Store(tmp_path / "whyfailed.db").db["feedback"].rows)
+        rows = Store(tmp_path / "whyfailed.db").feedback_rows()
         assert [(r["surface"], r["diagnosis"], r["helpful"], r["user"]) for r in rows] == [
             ("discord", "mailbox-full", 0, str(ALICE)),
             ("discord", "dns-mx-failure", 0, str(ALICE)),

@@ -33,8 +33,8 @@ def _status_lines(path: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if " status=" in line and " to=<" in line)
 
 
-def test_ingest_twice_indexes_each_line_once(tmp_path):
-    store = Store(tmp_path / "i.db")
+def test_ingest_twice_indexes_each_line_once(tmp_path, store_target):
+    store = Store(store_target)
     first = ingest_paths(store, [str(LOG)])
     again = ingest_paths(store, [str(LOG)])
     assert first.lines == 10 and again.lines == 0
@@ -42,8 +42,8 @@ def test_ingest_twice_indexes_each_line_once(tmp_path):
     assert store.counts()["deliveries"] == 2
 
 
-def test_why_from_index_is_case_insensitive_and_tells_the_whole_story(tmp_path):
-    store = Store(tmp_path / "i.db")
+def test_why_from_index_is_case_insensitive_and_tells_the_whole_story(tmp_path, store_target):
+    store = Store(store_target)
     ingest_paths(store, [str(LOG)])
     report = why_from_store(store, "OPS@slow.example.NET".lower(), None)
     (story,) = report.deliveries
@@ -52,8 +52,8 @@ def test_why_from_index_is_case_insensitive_and_tells_the_whole_story(tmp_path):
     assert story.final.evidence[0].line == 8  # line numbers are the file's
 
 
-def test_why_at_domain_lists_only_failures(tmp_path):
-    store = Store(tmp_path / "i.db")
+def test_why_at_domain_lists_only_failures(tmp_path, store_target):
+    store = Store(store_target)
     ingest_paths(store, [str(FIXTURES / "postfix" / "incoming-rejects.log"), str(LOG)])
     assert [d.recipient for d in why_from_store(store, "@slow.example.net", None).deliveries] == [
         "ops@slow.example.net"
@@ -61,8 +61,8 @@ def test_why_at_domain_lists_only_failures(tmp_path):
     assert why_from_store(store, "@partner.example", None).deliveries == []  # carl's was delivered
 
 
-def test_why_without_index_matches_the_index(tmp_path):
-    store = Store(tmp_path / "i.db")
+def test_why_without_index_matches_the_index(tmp_path, store_target):
+    store = Store(store_target)
     ingest_paths(store, [str(LOG)])
     from_index = why_from_store(store, "ops@slow.example.net", None).deliveries[0]
     from_logs = why_from_logs([str(LOG)], "ops@slow.example.net", None).deliveries[0]
@@ -72,22 +72,22 @@ def test_why_without_index_matches_the_index(tmp_path):
     assert [e.line for e in from_logs.evidence()] == [1, 2, 3, 5, 7, 8, 9, 10]
 
 
-def test_rotated_and_gzipped_files_are_read_oldest_first(tmp_path):
+def test_rotated_and_gzipped_files_are_read_oldest_first(tmp_path, store_target):
     lines = list(generate(30, seed=5))
     (tmp_path / "mail.log.2.gz").write_bytes(gzip.compress(("\n".join(lines[:10]) + "\n").encode()))
     (tmp_path / "mail.log.1").write_text("\n".join(lines[10:20]) + "\n")
     (tmp_path / "mail.log").write_text("\n".join(lines[20:]) + "\n")
-    store = Store(tmp_path / "i.db")
+    store = Store(store_target)
     stats = ingest_paths(store, [str(tmp_path / "mail.log")])
     assert (stats.files, stats.lines) == (3, 30)
     assert store.counts()["deliveries"] == 6
 
 
-def test_follow_survives_rename_rotation_and_copytruncate(tmp_path):
+def test_follow_survives_rename_rotation_and_copytruncate(tmp_path, store_target):
     lines = list(generate(60, seed=9))
     live = tmp_path / "mail.log"
     live.write_text("\n".join(lines[:10]) + "\n")
-    store = Store(tmp_path / "i.db")
+    store = Store(store_target)
     follow_paths(store, [str(live)], "mail", rounds=1)
     with open(live, "a") as handle:  # written after our read, before the rotation
         handle.write("\n".join(lines[10:20]) + "\n")
@@ -104,11 +104,11 @@ def test_follow_survives_rename_rotation_and_copytruncate(tmp_path):
     assert store.counts()["deliveries"] == 12
 
 
-def test_a_half_written_last_line_waits_for_its_newline(tmp_path):
+def test_a_half_written_last_line_waits_for_its_newline(tmp_path, store_target):
     lines = list(generate(10, seed=2))
     live = tmp_path / "mail.log"
     live.write_text("\n".join(lines[:9]) + "\n" + lines[9][:40])
-    store = Store(tmp_path / "i.db")
+    store = Store(store_target)
     assert ingest_paths(store, [str(live)]).lines == 9
     live.write_text("\n".join(lines) + "\n")
     assert ingest_paths(store, [str(live)]).lines == 1

@@ -449,7 +449,7 @@ def test_slash_address_in_an_allowed_channel_answers_and_can_be_shared(harness):
     assert shared.args["response_type"] == "in_channel" and "mailbox-full" in _all_text(shared)
     assert "Shared by <@U0ANNA>" in _all_text(shared)  # our own mention: explicit, so verbatim keeps it
     assert all(item.get("verbatim") is True for item in mrkdwn_objects(_blocks(shared)))
-    rows = list(Store(harness.settings.db).db.query("select user, channel, outcome from audit"))
+    rows = [{k: r[k] for k in ("user", "channel", "outcome")} for r in Store(harness.settings.db).audit_rows()]
     assert rows == [{"user": "U0ANNA", "channel": "C0OPS", "outcome": "answered: 1 stories"}]
 
 
@@ -482,7 +482,7 @@ def test_every_slash_command_is_audited_with_who_what_outcome_and_when(harness):
         harness.slack.command(text, user=user, channel="C0OPS", name=name)
         harness.api.wait_for(lambda calls, name=name: [c for c in calls if c.path.endswith("/" + name)])
     ended = time.time()
-    rows = list(Store(harness.settings.db).db.query("select * from audit order by rowid"))
+    rows = Store(harness.settings.db).audit_rows()  # in time order
     assert [(r["surface"], r["user"], r["channel"], r["query"], r["outcome"]) for r in rows] == [
         ("slack", user, "C0OPS", text, outcome) for _, user, text, outcome in asked
     ]
@@ -495,7 +495,7 @@ def test_slash_address_elsewhere_is_politely_refused_and_audited(harness):
     [answer] = harness.api.wait_calls("response")
     assert answer.args["response_type"] == "ephemeral"
     assert "not enabled for you here" in _all_text(answer) and "mailbox" not in _all_text(answer)
-    rows = list(Store(harness.settings.db).db.query("select user, channel, query, outcome from audit"))
+    rows = [{k: r[k] for k in ("user", "channel", "query", "outcome")} for r in Store(harness.settings.db).audit_rows()]
     assert rows == [{"user": "U0EVE", "channel": "C0RANDOM", "query": "ops@slow.example.net", "outcome": "refused"}]
 
 
@@ -594,7 +594,10 @@ def test_helpful_and_not_helpful_are_stored_as_feedback(harness):
         )
     )
     harness.api.wait_calls("chat.postEphemeral", 2)
-    rows = list(Store(harness.settings.db).db.query("select user, diagnosis, helpful from feedback order by user"))
+    rows = sorted(
+        ({k: r[k] for k in ("user", "diagnosis", "helpful")} for r in Store(harness.settings.db).feedback_rows()),
+        key=lambda r: r["user"],
+    )
     assert rows == [
         {"user": "U0ANNA", "diagnosis": "mailbox-full", "helpful": 1},
         {"user": "U0BOB", "diagnosis": "unknown", "helpful": 0},

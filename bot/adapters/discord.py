@@ -13,7 +13,6 @@ import io
 import logging
 import re
 import sqlite3
-import time
 
 import discord
 from discord import app_commands
@@ -58,7 +57,7 @@ class DiscordBot(discord.Client):
         intents.message_content = True  # privileged: switched on in the Developer Portal (README)
         super().__init__(intents=intents, allowed_mentions=NO_PINGS)
         self.settings, self.options = settings, options
-        self.conversation = conversation or Conversation(settings, audit=store_audit(settings.db))
+        self.conversation = conversation or Conversation(settings, audit=store_audit(settings.store_target))
         self.files = AttachmentReader(options.max_attachment_bytes, settings.max_paste_bytes)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
@@ -287,7 +286,7 @@ class FeedbackButton(
                 "helpful": self.helpful,
                 "message_id": str(interaction.message.id) if interaction.message else None,
             }
-            await asyncio.to_thread(save_feedback, client.settings.db, self.ids.split(","), **row)
+            await asyncio.to_thread(save_feedback, client.settings.store_target, self.ids.split(","), **row)
             thanks = "Thanks, noted as helpful." if self.helpful else "Thanks, noted as not helpful."
             await interaction.response.send_message(thanks, ephemeral=True, allowed_mentions=NO_PINGS)
         except Exception as error:
@@ -309,16 +308,20 @@ def feedback_view(diagnoses: list[str]) -> discord.ui.View | None:
     return view
 
 
-def save_feedback(db_path: str, diagnoses: list[str], **row) -> None:
+def save_feedback(target: str, diagnoses: list[str], **row) -> None:
     """One row per diagnosis id of the click, in the `feedback` table beside the index: counting
     the rows of one id then counts the votes on answers that gave it."""
-    from bot.store import Store
+    from bot.store import Store, StoreError
 
-    now = time.time()
-    rows = [{"time": now, "surface": "discord", "diagnosis": item, **row} for item in diagnoses if item]
     try:
-        Store(db_path).db["feedback"].insert_all(rows, alter=True)
-    except sqlite3.Error as error:  # a full disk should not turn a thank-you into an apology
+        store = Store(target, patience=5.0)
+        try:
+            for item in diagnoses:
+                if item:
+                    store.record_feedback("discord", diagnosis=item, **row)
+        finally:
+            store.close()
+    except (StoreError, sqlite3.Error) as error:  # a full disk should not turn a thank-you into an apology
         log.error("could not store feedback: %s", error)
 
 

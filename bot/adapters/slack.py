@@ -157,9 +157,9 @@ def respond(response_url: str, message: SlackMessage, ephemeral: bool = True, **
         REPLIES.labels("slack", "response_url").inc()
 
 
-def serialised_audit(db_path: str):
+def serialised_audit(target: str):
     """The audit writer the Slack bot uses: one row per query, one write at a time."""
-    return _one_at_a_time(store_audit(db_path))
+    return _one_at_a_time(store_audit(target))
 
 
 def _one_at_a_time(write):
@@ -186,7 +186,7 @@ class SlackBot:
     ):
         self.settings, self.slack = settings, slack
         self.work = work
-        self.conversation = conversation or Conversation(settings, audit=serialised_audit(settings.db))
+        self.conversation = conversation or Conversation(settings, audit=serialised_audit(settings.store_target))
         self.memory = _Memory()
         self._claims = _Memory()
         self._groups: tuple[float | None, dict[str, set[str]]] = (None, {})
@@ -393,7 +393,7 @@ class SlackBot:
         helpful = action["action_id"] == ACTION_HELPFUL
         diagnosis, _, reference = (action.get("value") or "").partition("|")
         save_feedback(
-            self.settings.db,
+            self.settings.store_target,
             user=body["user"]["id"],
             channel=(body.get("channel") or {}).get("id"),
             diagnosis=diagnosis[:100],
@@ -446,15 +446,17 @@ class SlackBot:
             log.error("could not apologise: %r", second)
 
 
-def save_feedback(db_path: str, **row) -> None:
+def save_feedback(target: str, **row) -> None:
     """One row per Helpful / Not helpful click, in the index's `feedback` table."""
-    from bot.store import Store
+    from bot.store import Store, StoreError
 
     try:
-        store = Store(db_path)
-        with store.transaction():  # BEGIN IMMEDIATE: the write lock up front, so a first insert cannot race
-            store.db["feedback"].insert({"time": time.time(), "surface": "slack", **row}, alter=True)
-    except sqlite3.Error as error:  # a full disk should not turn a thank-you into an apology
+        store = Store(target, patience=5.0)
+        try:
+            store.record_feedback("slack", **row)
+        finally:
+            store.close()
+    except (StoreError, sqlite3.Error) as error:  # a full disk should not turn a thank-you into an apology
         log.error("could not store feedback: %s", error)
 
 

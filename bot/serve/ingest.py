@@ -100,7 +100,7 @@ def follow_files(name: str, source: FileSource, db_path: str, stop: threading.Ev
 
 async def _follow(name: str, source: Source, settings: Settings, stop: threading.Event, interval, chunk_lines):
     if isinstance(source, FileSource):
-        stats = await asyncio.to_thread(follow_files, name, source, settings.db, stop, interval, chunk_lines)
+        stats = await asyncio.to_thread(follow_files, name, source, settings.store_target, stop, interval, chunk_lines)
         return {"lines": stats.lines, "deliveries": stats.deliveries}
     stopped = asyncio.Event()  # what the asyncio sources watch
 
@@ -110,7 +110,7 @@ async def _follow(name: str, source: Source, settings: Settings, stop: threading
 
     watcher = asyncio.create_task(mirror())
     try:
-        summary = await follow_source(name, source, settings.db, stopped, chunk_lines)
+        summary = await follow_source(name, source, settings.store_target, stopped, chunk_lines)
     finally:
         watcher.cancel()
     return {"summary": summary}

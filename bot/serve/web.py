@@ -172,7 +172,7 @@ def build(slack: SlackSettings, settings: Settings, pools: Pools, stopping: thre
     from bot.serve.metered import MeteredConversation
 
     client = MeteredWebClient(token=slack.bot_token, base_url=slack.api_url)
-    conversation = MeteredConversation(settings, audit=serialised_audit(settings.db))
+    conversation = MeteredConversation(settings, audit=serialised_audit(settings.store_target))
     app = create_app(
         settings, client, slack=slack, conversation=conversation, listener_executor=pools.ack, work_executor=pools.work
     )

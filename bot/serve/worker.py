@@ -65,7 +65,7 @@ class _SlackSocket:
         self.pools = Pools(settings)
         try:
             client = MeteredWebClient(token=slack.bot_token, base_url=slack.api_url)
-            conversation = MeteredConversation(settings, audit=serialised_audit(settings.db))
+            conversation = MeteredConversation(settings, audit=serialised_audit(settings.store_target))
             app = create_app(
                 settings,
                 client,
@@ -111,7 +111,7 @@ async def _run_discord(options: DiscordSettings, settings: Settings, shutdown: S
     shutdown.on_request(lambda: loop.call_soon_threadsafe(stop.set))
     for sig in (signal.SIGTERM, signal.SIGINT):  # the loop's own handlers wake it at once
         loop.add_signal_handler(sig, shutdown.handle_signal, sig)
-    bot = Bot(settings, options, conversation=MeteredConversation(settings, audit=store_audit(settings.db)))
+    bot = Bot(settings, options, conversation=MeteredConversation(settings, audit=store_audit(settings.store_target)))
     async with bot:
         running = asyncio.create_task(bot.start(options.token))
         stopping = asyncio.create_task(stop.wait())

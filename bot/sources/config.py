@@ -221,7 +221,7 @@ async def _run_one(name: str, source: Source, db_path: str, follow: bool, stop, 
             raise SourceConfigError(f"syslog source {name} receives messages: run it with --follow")
         stats = await run_receiver(receiver, stop)
         return f"received {stats.received} messages, indexed {stats.indexed}, dropped {stats.dropped}"
-    store = Store(db_path)
+    store = Store(db_path, patience=None if follow else 60.0)  # following, a database that went away is waited for
     if isinstance(source, SshSource):
         from bot.sources.ssh import SshReader, SshTarget, follow_ssh
 
@@ -251,7 +251,7 @@ def _files(name, source: FileSource, db_path, follow, stopped: threading.Event, 
     from bot.sources.follow import catch_up
     from bot.store import Store
 
-    store = Store(db_path)  # this thread's own connection
+    store = Store(db_path, patience=None if follow else 60.0)  # this thread's own connection
     stats = ingest_paths(store, source.patterns, name, chunk_lines=chunk_lines)
     for problem in stats.skipped:
         log.warning("%s: skipped %s", name, problem)

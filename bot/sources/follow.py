@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot.ingest import IngestStats, ingest_file
 from bot.sources.files import expand
-from bot.store import Store
+from bot.store import Position, Store
 
 
 def _renamed_to(path: Path, inode: int) -> Path | None:
@@ -58,19 +58,14 @@ def catch_up(store: Store, path: Path, source: str, stats: IngestStats, stop=Non
 
 def _restart(store: Store, key: str, inode: int) -> None:
     """The file at `key` is new (or was cut back): read it from its first line."""
-    store.db["positions"].upsert(
-        {"path": key, "inode": inode, "offset": 0, "lines": 0, "updated": time.time()}, pk="path"
-    )
+    store.set_position(Position(key, inode, 0, 0))
 
 
 def finish_renamed(store: Store, old: Path, key: str, source: str, stats: IngestStats) -> None:
     """Read the tail of a file that was renamed away, continuing from our position in it."""
     saved = store.position(key)
     old_key = str(old.resolve())
-    store.db["positions"].upsert(
-        {"path": old_key, "inode": saved.inode, "offset": saved.offset, "lines": saved.lines, "updated": time.time()},
-        pk="path",
-    )
+    store.set_position(Position(old_key, saved.inode, saved.offset, saved.lines))
     ingest_file(store, old, source, stats)
 
 

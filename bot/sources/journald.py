@@ -92,20 +92,11 @@ def source_key(name: str) -> str:
     return f"journald:{name}"
 
 
-def _ensure_cursors(store: Store) -> None:
-    if "cursors" not in store.db.table_names():
-        store.db["cursors"].create(
-            {"path": str, "lines": int, "cursor": str, "updated": float}, pk=("path", "lines"), if_not_exists=True
-        )
-
-
 def saved_cursor(store: Store, key: str) -> tuple[int, str | None]:
     """(entries indexed, cursor to resume after) for a journal source."""
-    _ensure_cursors(store)
     position = store.position(key)
     count = position.lines if position else 0
-    row = next(store.db.query("select cursor from cursors where path = ? and lines = ?", [key, count]), None)
-    return count, row["cursor"] if row else None
+    return count, store.cursor(key, count)
 
 
 def _write(store: Store, name: str, lines: list[str], first: int, cursor: str | None, stats: IngestStats) -> None:
@@ -119,12 +110,9 @@ def _write(store: Store, name: str, lines: list[str], first: int, cursor: str | 
             events.append(event)
     end = first + len(lines) - 1
     if cursor is not None:  # saved first; the position committed with the chunk says it is ours
-        store.db.conn.execute(
-            "insert or replace into cursors (path, lines, cursor, updated) values (?,?,?,?)",
-            (key, end, cursor, time.time()),
-        )
+        store.save_cursor(key, end, cursor)
     write_parsed(store, name, parse_events_chunk(events, unparsed, len(lines)), Position(key, 0, end, end), stats)
-    store.db.conn.execute("delete from cursors where path = ? and lines < ?", (key, end))
+    store.forget_cursors_before(key, end)
 
 
 # --- reading ------------------------------------------------------------------------------

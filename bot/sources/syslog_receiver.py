@@ -133,7 +133,7 @@ class SyslogReceiver:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         store = Store(self.db_path)  # opened here first, so a bad index fails before we listen
-        store.db.conn.close()
+        store.close()
         try:
             if "udp" in self.protocols:
                 self._transport, _ = await loop.create_datagram_endpoint(
@@ -240,7 +240,7 @@ class SyslogReceiver:
 
     def _write_loop(self) -> None:
         try:
-            store = Store(self.db_path)
+            store = Store(self.db_path, patience=None)  # a database that went away is waited for; the queue buffers
             key = f"syslog:{self.name}"
             saved = store.position(key)
             count = saved.lines if saved else 0

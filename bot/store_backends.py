@@ -1,0 +1,228 @@
+"""Where the index lives: an SQLite file (the embedded default) or a PostgreSQL database.
+
+The Store writes one dialect, the subset both engines share (`insert ... on conflict (id) do
+update set x = excluded.x`, `?` placeholders, double-quoted identifiers); a backend runs it,
+hands rows back as dicts, and owns what differs: connecting, serialising writers, taking a
+consistent snapshot for readers, and the one DDL type that differs (an automatic row id).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import sqlite_utils
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StoreError(Exception):
+    """The database cannot be used: the message says why and what to do."""
+
+
+def is_postgres_url(target: str | Path) -> bool:
+    return isinstance(target, str) and target.lower().startswith(POSTGRES_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (in the user part or as ?password=) replaced by ***: safe to log."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostport = netloc.rpartition("@")
+            netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+        query = urlencode(
+            [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+            safe="*",
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # not even a URL: say nothing of it but its scheme
+        return url.partition("://")[0] + "://***"
+
+
+class SQLiteBackend:
+    """One SQLite file through sqlite-utils; the connection is in autocommit mode, so every
+    transaction is asked for explicitly (BEGIN IMMEDIATE: writers queue for the lock up front)."""
+
+    kind = "sqlite"
+    row_id = "integer primary key"  # an alias of the rowid, filled in by SQLite
+    hint = "Is it a whyfailed database?"
+
+    def __init__(self, path: str | Path, timeout: float = 30.0):
+        self.path = Path(path)
+        self.where = str(self.path)
+        try:
+            connection = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            self.db = sqlite_utils.Database(connection)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: cannot open the index ({error}). Is it a whyfailed database?") from None
+
+    def execute(self, sql: str, params: Sequence = ()) -> None:
+        self.db.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list[Sequence]) -> None:
+        if rows:
+            self.db.conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence = ()) -> list[dict]:
+        return list(self.db.query(sql, params))
+
+    def tables(self) -> set[str]:
+        return set(self.db.table_names())
+
+    def columns(self, table: str) -> set[str]:
+        return {column.name for column in self.db[table].columns}
+
+    @contextmanager
+    def transaction(self, lock: str | None = None) -> Iterator[None]:
+        """All or nothing. `lock` is for PostgreSQL's per-source lock; SQLite has one writer anyway."""
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.execute("ROLLBACK")
+            raise
+        self.db.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: in WAL mode its reads see one committed state, whatever writers do meanwhile."""
+        self.db.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.conn.execute("COMMIT")
+
+    def is_database_error(self, error: BaseException) -> bool:
+        return isinstance(error, sqlite3.Error)
+
+    def is_disconnect(self, error: BaseException) -> bool:
+        return False  # a file does not go away; a lock past busy_timeout is reported, not retried
+
+    def reconnect(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+
+@lru_cache(maxsize=256)
+def _pg_sql(sql: str) -> str:
+    # psycopg's placeholders are %s, so a literal % doubles; our SQL has no ? inside a string literal
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def one_line(error: BaseException) -> str:
+    """An error's first line: libpq adds indented hints ("Is the server running...") below it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return re.sub(r"\s+", " ", lines[0]) if lines else type(error).__name__
+
+
+class PostgresBackend:
+    """A PostgreSQL database through psycopg 3, in autocommit mode with explicit transactions.
+
+    Writers take a transaction-scoped advisory lock named after what they write (a source), so
+    two ingest processes merging the same stories queue for each other instead of interleaving
+    their read-merge-write; readers take a repeatable-read snapshot."""
+
+    kind = "postgresql"
+    row_id = "bigint generated by default as identity primary key"
+    hint = "Check that the user may create tables in the database."
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.url = url
+        self.where = redact_url(url)
+        self.timeout = timeout
+        self.conn = None
+        self._connect()
+
+    def _connect(self) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        try:
+            self.conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=max(2, int(self.timeout)),
+                application_name="whyfailed",
+            )
+        except psycopg.Error as error:
+            # psycopg's messages name the host, port, user and database, never the password
+            raise StoreError(f"{self.where}: cannot connect to PostgreSQL ({one_line(error)})") from None
+
+    def execute(self, sql: str, params: Sequence = ()) -> None:
+        self.conn.execute(_pg_sql(sql), params)
+
+    def executemany(self, sql: str, rows: list[Sequence]) -> None:
+        if rows:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(_pg_sql(sql), rows)
+
+    def query(self, sql: str, params: Sequence = ()) -> list[dict]:
+        return self.conn.execute(_pg_sql(sql), params).fetchall()
+
+    def tables(self) -> set[str]:
+        rows = self.query("select table_name from information_schema.tables where table_schema = current_schema()")
+        return {row["table_name"] for row in rows}
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.query(
+            "select column_name from information_schema.columns where table_schema = current_schema() "
+            "and table_name = ?",
+            [table],
+        )
+        return {row["column_name"] for row in rows}
+
+    @contextmanager
+    def transaction(self, lock: str | None = None) -> Iterator[None]:
+        with self.conn.transaction():
+            if lock is not None:
+                self.conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"whyfailed:{lock}"])
+            yield
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self.conn.transaction():
+            self.conn.execute("set transaction isolation level repeatable read, read only")
+            yield
+
+    def is_database_error(self, error: BaseException) -> bool:
+        import psycopg
+
+        return isinstance(error, psycopg.Error)
+
+    def is_disconnect(self, error: BaseException) -> bool:
+        import psycopg
+
+        # OperationalError: the server went away, restarted, or refused us; InterfaceError: the
+        # connection object was already closed by an earlier failure
+        return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+
+    def reconnect(self) -> None:
+        self.close()
+        self._connect()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # closing a broken connection: nothing left to lose
+                pass
+
+
+def open_backend(target: str | Path, timeout: float = 30.0) -> SQLiteBackend | PostgresBackend:
+    """A postgresql:// (or postgres://) URL opens PostgreSQL; anything else is an SQLite file path."""
+    if is_postgres_url(target):
+        return PostgresBackend(str(target), timeout)
+    return SQLiteBackend(target, timeout)

@@ -1,0 +1,122 @@
+"""The index's tables, and the steps that bring an older database up to date.
+
+One DDL text for both backends: SQLite reads `double precision` as REAL and `bigint` as
+INTEGER, and both accept double-quoted identifiers (`"offset"` and `"user"` are reserved words
+in PostgreSQL). Only the automatic row id differs, and the backend supplies it.
+
+v1: deliveries, attempts, messages, positions, meta.
+v2: audit, feedback and cursors become part of the schema (before, the chat adapters and the
+    journald source created them on first write, with whatever columns that first row had).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 2
+
+_V1 = [
+    """create table if not exists messages (
+        id text primary key, source text, host text, queue_id text, sender text, message_id text,
+        first_seen text, context text)""",
+    """create table if not exists deliveries (
+        id text primary key, source text, format text, host text, queue_id text, message_key text,
+        recipient text, recipient_lc text, recipient_domain text, sender text, sender_lc text,
+        message_id text, direction text, status text, diagnosis_id text, diagnosis_title text,
+        confidence double precision, first_seen text, last_seen text)""",
+    """create table if not exists attempts (
+        id text primary key, delivery_id text, line bigint, time text, status text, stage text,
+        reply_code bigint, enhanced_status text, text text, remote_host text, remote_ip text, evidence text)""",
+    """create table if not exists positions (
+        path text primary key, inode bigint, "offset" bigint, lines bigint, updated double precision)""",
+    "create index if not exists idx_deliveries_recipient_lc on deliveries (recipient_lc)",
+    "create index if not exists idx_deliveries_recipient_domain on deliveries (recipient_domain)",
+    "create index if not exists idx_deliveries_sender_lc on deliveries (sender_lc)",
+    "create index if not exists idx_deliveries_queue_id on deliveries (queue_id)",
+    "create index if not exists idx_deliveries_message_id on deliveries (message_id)",
+    "create index if not exists idx_deliveries_last_seen on deliveries (last_seen)",
+    "create index if not exists idx_deliveries_message_key on deliveries (message_key)",
+    "create index if not exists idx_attempts_delivery_id_line on attempts (delivery_id, line)",
+    "create index if not exists idx_messages_message_id on messages (message_id)",
+]
+
+# v2's tables, column by column, so that a table a v1 adapter created ad hoc gains what it lacks
+AUDIT_COLUMNS = {
+    "time": "double precision",
+    "surface": "text",
+    "user": "text",
+    "channel": "text",
+    "query": "text",
+    "outcome": "text",
+}
+FEEDBACK_COLUMNS = {
+    "time": "double precision",
+    "surface": "text",
+    "user": "text",
+    "channel": "text",
+    "guild": "text",
+    "diagnosis": "text",
+    "helpful": "integer",
+    "message_id": "text",
+    "message_ts": "text",
+    "reference": "text",
+}
+_V2 = [
+    """create table if not exists cursors (
+        path text, lines bigint, cursor text, updated double precision, primary key (path, lines))""",
+    "create index if not exists idx_audit_time on audit (time)",
+    "create index if not exists idx_feedback_time on feedback (time)",
+]
+
+
+def create_v1(backend) -> None:
+    for statement in _V1:
+        backend.execute(statement)
+
+
+def create_v2(backend) -> None:
+    tables = backend.tables()
+    for table, columns in (("audit", AUDIT_COLUMNS), ("feedback", FEEDBACK_COLUMNS)):
+        if table not in tables:
+            body = ", ".join(f'"{name}" {kind}' for name, kind in columns.items())
+            backend.execute(f"create table {table} (id {backend.row_id}, {body})")
+            continue
+        have = backend.columns(table)
+        for name, kind in columns.items():
+            if name not in have:  # sqlite-utils' insert(alter=True) only added the columns it was given
+                backend.execute(f'alter table {table} add column "{name}" {kind}')
+    for statement in _V2:
+        backend.execute(statement)
+
+
+STEPS = {1: create_v1, 2: create_v2}  # version -> what brings the version before it up to it
+
+
+def read_version(backend) -> int:
+    if "meta" not in backend.tables():
+        return 0
+    rows = backend.query("select value from meta where key = 'schema_version'")
+    return int(rows[0]["value"]) if rows else 0
+
+
+def migrate(backend, where: str) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version found before."""
+    from bot.store_backends import StoreError
+
+    found = read_version(backend)
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"{where} was written by a newer whyfailed (schema {found}); upgrade whyfailed.")
+    if found == SCHEMA_VERSION:
+        return found  # the common case takes no write lock: readers open while a writer works
+    # Several processes may open a new database at once: the lock makes one migrate and the
+    # others find the work done when they read the version again inside it.
+    with backend.transaction(lock="schema"):
+        backend.execute("create table if not exists meta (key text primary key, value text)")
+        found = read_version(backend)
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            STEPS[version](backend)
+        if found < SCHEMA_VERSION:
+            backend.execute(
+                "insert into meta (key, value) values ('schema_version', ?) "
+                "on conflict (key) do update set value = excluded.value",
+                [str(SCHEMA_VERSION)],
+            )
+    return found
