@@ -104,7 +104,10 @@ def _summary(article: Article, delivery: Delivery, attempt: Attempt) -> str:
         "recipient": recipient,
         "domain": recipient.rpartition("@")[2] or recipient,
         "sender": delivery.sender or "the sender",
-        "remote": attempt.remote_host or attempt.remote_ip or "the receiving server",
+        # inbound, the remote party is the client that connected to us, not a receiving server
+        "remote": attempt.remote_host
+        or attempt.remote_ip
+        or ("the sending client" if delivery.direction == "in" else "the receiving server"),
         "code": attempt.reply_code or "",
         "enhanced": attempt.enhanced_status or "",
     }

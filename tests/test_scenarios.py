@@ -90,7 +90,9 @@ def test_postfix_mx_not_found():
 
 def test_postfix_incoming_rejects():
     found = _by_recipient("postfix/incoming-rejects.log")
-    assert found["anna@example.com"].diagnosis.id == "blocked-reputation"
+    # our postscreen refused a listed client: about the client, not our reputation
+    assert found["anna@example.com"].direction == "in"
+    assert found["anna@example.com"].diagnosis.id == "client-blocklisted"
     assert found["jdoe@example.com"].diagnosis.id == "unknown-user"
     assert found["jdoe@example.com"].sender == "carl@partner.example"
 
@@ -157,3 +159,34 @@ def test_feedback_loop_report_is_a_spam_complaint():
 def test_out_of_office_is_an_auto_reply_not_a_failure():
     story = _by_recipient("bounce/auto-reply.eml")["carl@partner.example"]
     assert story.status == "delivered" and story.diagnosis.id == "auto-reply"
+
+
+def test_inbound_dnsbl_reject_is_about_the_client_in_every_format():
+    stories = [
+        _by_recipient("postfix/incoming-rejects.log")["anna@example.com"],
+        _by_recipient("exim/rejectlog-inbound.log")["anna@example.com"],
+        _by_recipient("session/incoming-dnsbl-reject.log")["anna@example.com"],
+        _by_recipient("hmailserver/hmailserver_2026-11-28.log")["staff@example.com"],
+    ]
+    for story in stories:
+        assert (story.direction, story.status, story.diagnosis.id) == ("in", "rejected", "client-blocklisted")
+        assert story.diagnosis.who_acts == "sender"
+        assert story.diagnosis.summary.startswith(f"Our server refused mail from {story.final.remote_ip}")
+
+
+def test_inbound_reverse_dns_and_relay_rejects_in_exim_reject_log():
+    found = _by_recipient("exim/rejectlog-inbound.log")
+    assert found["bert@example.com"].diagnosis.id == "client-reverse-dns-missing"
+    assert found["friend@elsewhere.example"].diagnosis.id == "relay-denied"
+
+
+def test_outbound_dnsbl_bounce_is_still_our_reputation():
+    line = (
+        "Nov 28 14:55:03 mx1 postfix/smtp[2710]: 5D6E7F8A9B: to=<yara@example.org>, "
+        "relay=mx.example.org[192.0.2.25]:25, delay=0.9, delays=0.1/0.01/0.4/0.4, dsn=5.7.1, status=bounced "
+        "(host mx.example.org[192.0.2.25] said: 554 5.7.1 Service unavailable; Client host [192.0.2.10] "
+        "blocked using zen.spamhaus.org (in reply to RCPT TO command))"
+    )
+    (story,) = diagnose_text(line).deliveries
+    assert (story.direction, story.status, story.diagnosis.id) == ("out", "bounced", "blocked-reputation")
+    assert story.diagnosis.summary.startswith("mx.example.org refused mail from our server")
