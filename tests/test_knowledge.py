@@ -31,7 +31,7 @@ def test_every_taxonomy_id_has_an_article():
     virus-attachment message-too-large policy-rejected remote-server-error smtp-protocol-error mail-loop
     suppressed-by-provider delivered auto-reply spam-complaint unknown""".split()
     # Inbound: our own server refused the client; DESIGN.md's list predates them.
-    taxonomy += ["client-blocklisted", "client-reverse-dns-missing"]
+    taxonomy += ["client-blocklisted", "client-reverse-dns-missing", "client-auth-spf-dkim-dmarc"]
     assert sorted(taxonomy) == sorted(ARTICLES)
 
 
