@@ -63,6 +63,7 @@ class Article:
     body: str
     path: Path
     sections: dict[str, str] = field(default_factory=dict)
+    summary_in: str | None = None  # the summary for an inbound story, when our server gave the reply
 
     def next_steps(self) -> list[str]:
         """The checklist items of the Next steps section, in order."""
@@ -167,6 +168,7 @@ def load_article(path: Path) -> Article:
         body=post.content,
         path=path,
         sections=_sections(post.content),
+        summary_in=str(meta["summary_in"]) if meta.get("summary_in") else None,
     )
 
 

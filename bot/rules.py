@@ -111,10 +111,12 @@ def _summary(article: Article, delivery: Delivery, attempt: Attempt) -> str:
         "code": attempt.reply_code or "",
         "enhanced": attempt.enhanced_status or "",
     }
+    # an article matched in both directions words its summary for each, when it says so
+    summary = article.summary_in if delivery.direction == "in" and article.summary_in else article.summary
     try:
-        return article.summary.format_map(values)
+        return summary.format_map(values)
     except (KeyError, ValueError, IndexError):
-        return article.summary
+        return summary
 
 
 def _related_for_history(delivery: Delivery, articles: dict[str, Article]) -> tuple[Related, ...]:

@@ -177,7 +177,29 @@ def test_inbound_dnsbl_reject_is_about_the_client_in_every_format():
 def test_inbound_reverse_dns_and_relay_rejects_in_exim_reject_log():
     found = _by_recipient("exim/rejectlog-inbound.log")
     assert found["bert@example.com"].diagnosis.id == "client-reverse-dns-missing"
-    assert found["friend@elsewhere.example"].diagnosis.id == "relay-denied"
+    relay = found["friend@elsewhere.example"].diagnosis
+    assert relay.id == "relay-denied"
+    # the same article, worded for our server refusing (summary_in), not for a server refusing us
+    assert relay.summary.startswith("Our server refused to relay for client.example.net: elsewhere.example is not")
+
+
+def test_an_outbound_relay_refusal_keeps_the_outbound_wording():
+    line = (
+        "Nov 28 15:05:12 mx1 postfix/smtp[2780]: 0A1B2C3D4E: to=<walt@example.net>, "
+        "relay=smarthost.example.com[192.0.2.30]:25, delay=0.7, delays=0.1/0.01/0.3/0.3, dsn=5.7.1, status=bounced "
+        "(host smarthost.example.com[192.0.2.30] said: 554 5.7.1 <walt@example.net>: Relay access denied "
+        "(in reply to RCPT TO command))"
+    )
+    (walt,) = diagnose_text(line).deliveries
+    assert walt.diagnosis.id == "relay-denied"
+    assert walt.diagnosis.summary.startswith("smarthost.example.com does not accept mail for example.net from us")
+
+
+def test_inbound_unknown_user_says_our_server_has_no_such_mailbox():
+    story = _by_recipient("postfix/incoming-rejects.log")["jdoe@example.com"]
+    assert story.diagnosis.summary == (
+        "Our server has no mailbox called jdoe@example.com, so it refused the message from mail.partner.example."
+    )
 
 
 def test_outbound_dnsbl_bounce_is_still_our_reputation():
