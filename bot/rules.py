@@ -38,7 +38,8 @@ class Facts:
             reply_code=attempt.reply_code,
             enhanced=attempt.enhanced_status,
             text=text,
-            vendor=detect_vendor(attempt.remote_host, attempt.text),
+            # the vendor is the receiving side's; inbound that is us, not the client's provider
+            vendor=detect_vendor(None if direction == "in" else attempt.remote_host, attempt.text),
             direction=direction,
         )
 

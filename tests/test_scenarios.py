@@ -212,3 +212,17 @@ def test_outbound_dnsbl_bounce_is_still_our_reputation():
     (story,) = diagnose_text(line).deliveries
     assert (story.direction, story.status, story.diagnosis.id) == ("out", "bounced", "blocked-reputation")
     assert story.diagnosis.summary.startswith("mx.example.org refused mail from our server")
+
+
+def test_an_inbound_clients_provider_is_not_the_vendor_of_our_reply():
+    # Our own check_recipient_access REJECT for a client at Microsoft: Microsoft's own wording
+    # rules (Exchange Online's "Access denied" = no such recipient) must not read our reply.
+    line = (
+        "Nov 28 09:01:02 mx1 postfix/smtpd[760]: NOQUEUE: reject: RCPT from "
+        "mail-db8eur05on2100.outbound.protection.outlook.com[198.51.100.120]: 554 5.7.1 <board@example.com>: "
+        "Recipient address rejected: Access denied; from=<partner@example.net> to=<board@example.com> "
+        "proto=ESMTP helo=<EUR05-DB8-obe.outbound.protection.outlook.com>"
+    )
+    (story,) = diagnose_text(line).deliveries
+    assert story.direction == "in"
+    assert story.diagnosis.id != "unknown-user"
