@@ -28,11 +28,14 @@ def _status_for(example: dict) -> str:
     if example.get("status"):
         return example["status"]
     code = str(example["reply"]).strip()[:1]
-    return {"2": "delivered", "4": "deferred"}.get(code, "bounced")
+    # a 5xx our own server gave (inbound) is a reject in the log, not a bounce
+    failed = "rejected" if example.get("direction") == "in" else "bounced"
+    return {"2": "delivered", "4": "deferred"}.get(code, failed)
 
 
 def diagnose_example(example: dict, articles: dict[str, Article] | None = None) -> list[str]:
-    """The diagnosis ids an example yields: a `reply` is one delivery, a `log` as many as it tells."""
+    """The diagnosis ids an example yields: a `reply` is one delivery, a `log` as many as it tells.
+    A reply's `direction` (in | out) is the story's; a log's stories take theirs from the log."""
     articles = articles or load_articles()
     if "reply" in example:
         reply = parse_reply(str(example["reply"]))
@@ -44,7 +47,8 @@ def diagnose_example(example: dict, articles: dict[str, Article] | None = None) 
             text=str(example["reply"]),
             remote_host=example.get("remote"),
         )
-        return [diagnose_delivery(Delivery(recipient="bob@example.org", attempts=[attempt]), articles).id]
+        delivery = Delivery(recipient="bob@example.org", direction=example.get("direction"), attempts=[attempt])
+        return [diagnose_delivery(delivery, articles).id]
     return [d.diagnosis.id for d in diagnose_text(str(example["log"])).deliveries]
 
 

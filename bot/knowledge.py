@@ -27,6 +27,7 @@ VENDORS = (
     "mailru",
     "yandex",
 )
+DIRECTIONS = ("in", "out")  # relative to the server that logged: "in" = our server received
 MAX_CODE_ONLY_WEIGHT = 0.55  # codes alone are weak evidence: 550 and 5.7.1 stand for many causes
 
 
@@ -42,6 +43,7 @@ class Rule:
     codes: tuple[str, ...] = ()
     stages: tuple[str, ...] = ()
     vendors: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()  # in | out: applies only to stories in that direction (or of unknown direction)
     has_code: bool | None = None  # True: only when the reply has a code; False: only when it has none
     weight: float = 0.7
 
@@ -61,6 +63,7 @@ class Article:
     body: str
     path: Path
     sections: dict[str, str] = field(default_factory=dict)
+    summary_in: str | None = None  # the summary for an inbound story, when our server gave the reply
 
     def next_steps(self) -> list[str]:
         """The checklist items of the Next steps section, in order."""
@@ -85,7 +88,7 @@ def _words(values, where: str) -> tuple[str, ...]:
 def _rule(raw: dict, where: str) -> Rule:
     if not isinstance(raw, dict):
         raise KnowledgeError(f"{where}: each rule is a mapping")
-    unknown = set(raw) - {"phrases", "also", "unless", "codes", "stages", "vendors", "has_code", "weight"}
+    unknown = set(raw) - {"phrases", "also", "unless", "codes", "stages", "vendors", "directions", "has_code", "weight"}
     if unknown:
         raise KnowledgeError(f"{where}: unknown keys {sorted(unknown)}")
     rule = Rule(
@@ -95,6 +98,7 @@ def _rule(raw: dict, where: str) -> Rule:
         codes=tuple(str(c).upper() for c in raw.get("codes") or ()),
         stages=_words(raw.get("stages"), where),
         vendors=_words(raw.get("vendors"), where),
+        directions=_words(raw.get("directions"), where),
         has_code=raw.get("has_code"),
         weight=float(raw.get("weight", 0.7)),
     )
@@ -106,6 +110,8 @@ def _rule(raw: dict, where: str) -> Rule:
         raise KnowledgeError(f"{where}: a codes-only rule may weigh at most {MAX_CODE_ONLY_WEIGHT}")
     if bad := [s for s in rule.stages if s not in STAGES]:
         raise KnowledgeError(f"{where}: unknown stages {bad}")
+    if bad := [d for d in rule.directions if d not in DIRECTIONS]:
+        raise KnowledgeError(f"{where}: unknown directions {bad} (in, out)")
     if bad := [v for v in rule.vendors if v not in VENDORS]:
         raise KnowledgeError(f"{where}: unknown vendors {bad}")
     return rule
@@ -144,6 +150,10 @@ def load_article(path: Path) -> Article:
     if bad := [s for s in statuses if s not in STATUSES]:
         raise KnowledgeError(f"{where}: unknown statuses {bad}")
     rules = tuple(_rule(r, f"{where} rule {i + 1}") for i, r in enumerate(match.get("rules") or ()))
+    for kind in ("examples", "near_misses"):
+        for i, example in enumerate(meta.get(kind) or ()):
+            if isinstance(example, dict) and example.get("direction", "in") not in DIRECTIONS:
+                raise KnowledgeError(f"{where} {kind} {i + 1}: direction must be one of {DIRECTIONS}")
     return Article(
         id=meta["id"],
         title=str(meta["title"]),
@@ -158,6 +168,7 @@ def load_article(path: Path) -> Article:
         body=post.content,
         path=path,
         sections=_sections(post.content),
+        summary_in=str(meta["summary_in"]) if meta.get("summary_in") else None,
     )
 
 

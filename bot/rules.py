@@ -27,9 +27,10 @@ class Facts:
     enhanced: str | None
     text: str  # lower case, white space folded
     vendor: str | None
+    direction: str | None = None  # in | out, relative to the server that logged; None: not known
 
     @classmethod
-    def of(cls, attempt: Attempt, status: str | None = None) -> Facts:
+    def of(cls, attempt: Attempt, status: str | None = None, direction: str | None = None) -> Facts:
         text = " ".join((attempt.text or "").lower().split())
         return cls(
             status=status or attempt.status,
@@ -37,7 +38,9 @@ class Facts:
             reply_code=attempt.reply_code,
             enhanced=attempt.enhanced_status,
             text=text,
-            vendor=detect_vendor(attempt.remote_host, attempt.text),
+            # the vendor is the receiving side's; inbound that is us, not the client's provider
+            vendor=detect_vendor(None if direction == "in" else attempt.remote_host, attempt.text),
+            direction=direction,
         )
 
 
@@ -55,6 +58,10 @@ def score_rule(rule: Rule, facts: Facts) -> float:
     if rule.vendors and facts.vendor not in rule.vendors:
         return 0.0
     if rule.stages and facts.stage is not None and facts.stage not in rule.stages:
+        return 0.0
+    # The same words mean opposite things by direction ("blocked using zen.spamhaus.org" is about
+    # us when a remote MX says it, about the client when our smtpd does); unknown fits both.
+    if rule.directions and facts.direction is not None and facts.direction not in rule.directions:
         return 0.0
     if rule.has_code is not None and rule.has_code != (facts.reply_code is not None or facts.enhanced is not None):
         return 0.0
@@ -98,14 +105,19 @@ def _summary(article: Article, delivery: Delivery, attempt: Attempt) -> str:
         "recipient": recipient,
         "domain": recipient.rpartition("@")[2] or recipient,
         "sender": delivery.sender or "the sender",
-        "remote": attempt.remote_host or attempt.remote_ip or "the receiving server",
+        # inbound, the remote party is the client that connected to us, not a receiving server
+        "remote": attempt.remote_host
+        or attempt.remote_ip
+        or ("the sending client" if delivery.direction == "in" else "the receiving server"),
         "code": attempt.reply_code or "",
         "enhanced": attempt.enhanced_status or "",
     }
+    # an article matched in both directions words its summary for each, when it says so
+    summary = article.summary_in if delivery.direction == "in" and article.summary_in else article.summary
     try:
-        return article.summary.format_map(values)
+        return summary.format_map(values)
     except (KeyError, ValueError, IndexError):
-        return article.summary
+        return summary
 
 
 def _related_for_history(delivery: Delivery, articles: dict[str, Article]) -> tuple[Related, ...]:
@@ -114,7 +126,8 @@ def _related_for_history(delivery: Delivery, articles: dict[str, Article]) -> tu
     for attempt in delivery.attempts[:-1]:
         if attempt.status != "deferred":
             continue
-        article, score = best_match(Facts.of(attempt), articles, exclude=("expired-in-queue",))
+        facts = Facts.of(attempt, direction=delivery.direction)
+        article, score = best_match(facts, articles, exclude=("expired-in-queue",))
         if article.id not in seen and article.id != "unknown":
             when = f" at {attempt.timestamp:%H:%M:%S}" if attempt.timestamp else ""
             seen[article.id] = Related(article.id, article.title, f"deferred{when}: {attempt.text or ''}".strip())
@@ -124,11 +137,12 @@ def _related_for_history(delivery: Delivery, articles: dict[str, Article]) -> tu
 def diagnose_delivery(delivery: Delivery, articles: dict[str, Article] | None = None) -> Diagnosis:
     articles = articles or load_articles()
     attempt = delivery.final or Attempt(status="unknown")
-    facts = Facts.of(attempt, delivery.status)
+    facts = Facts.of(attempt, delivery.status, delivery.direction)
     related = _related_for_history(delivery, articles)
     if delivery.status == "expired" and "expired-in-queue" in articles:
         article, score = articles["expired-in-queue"], 0.9
-        cause, cause_score = best_match(Facts.of(attempt, "deferred"), articles, exclude=("expired-in-queue",))
+        deferred = Facts.of(attempt, "deferred", delivery.direction)
+        cause, cause_score = best_match(deferred, articles, exclude=("expired-in-queue",))
         if cause.id != "unknown":
             related = (Related(cause.id, cause.title, f"last reason given: {attempt.text or ''}"),) + tuple(
                 r for r in related if r.id != cause.id

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import CLEAR, FIXTURES, hostile_log
+from .conftest import CLEAR, FIXTURES, REPO, hostile_log
 
 
 def test_text_output_names_recipient_step_diagnosis_and_evidence(run_cli):
@@ -50,6 +50,42 @@ def test_json_output_follows_the_contract(run_cli):
     assert diagnosis["id"] == "mailbox-full"
     assert set(diagnosis) >= {"id", "title", "severity", "confidence", "article", "next_steps", "evidence"}
     assert all({"line", "text"} <= set(e) for e in diagnosis["evidence"])
+
+
+def _blocks(text: str) -> dict[str, str]:
+    """The text report split per recipient: the heading line's first word after the icon."""
+    blocks: dict[str, str] = {}
+    for block in text.split("\n\n"):
+        head = block.split("\n", 1)[0].split()
+        if len(head) > 1 and head[0] in ("✓", "✗", "…", "?"):
+            blocks[head[1]] = block
+    return blocks
+
+
+def test_readme_first_command_explains_an_inbound_dnsbl_reject_from_our_side(run_cli):
+    done = run_cli("diagnose", "examples/postfix-mail.log", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    blocks = _blocks(done.stdout.decode())
+    anna = blocks["anna@example.com"]
+    # our postscreen refused the client 203.0.113.77: it is the client, and the listing is theirs
+    assert "Client:     203.0.113.77" in anna and "Server:" not in anna
+    assert "(client-blocklisted," in anna
+    assert "Our server refused mail from 203.0.113.77" in anna
+    assert "Our server's IP address" not in anna and "blocked-reputation" not in anna
+    # the outbound stories still name the server that answered us
+    assert "Server:     mx.slow.example.net [198.51.100.80]" in blocks["ops@slow.example.net"]
+    assert "Client:" not in blocks["ops@slow.example.net"]
+
+
+def test_json_and_markdown_carry_the_direction(run_cli):
+    done = run_cli("diagnose", "--format", "json", "examples/postfix-mail.log", cwd=REPO)
+    stories = {d["recipient"]: d for d in json.loads(done.stdout)["deliveries"]}
+    assert stories["anna@example.com"]["direction"] == "in"
+    assert stories["anna@example.com"]["diagnosis"]["id"] == "client-blocklisted"
+    assert stories["ops@slow.example.net"]["direction"] == "out"
+    markdown = run_cli("diagnose", "-f", "markdown", "examples/postfix-mail.log", cwd=REPO).stdout.decode()
+    assert "- **Client:** 203.0.113.77" in markdown
+    assert "- **Server:** mx.slow.example.net [198.51.100.80]" in markdown
 
 
 def test_jsonl_prints_one_object_per_input_with_its_path(run_cli):

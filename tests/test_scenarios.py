@@ -90,7 +90,9 @@ def test_postfix_mx_not_found():
 
 def test_postfix_incoming_rejects():
     found = _by_recipient("postfix/incoming-rejects.log")
-    assert found["anna@example.com"].diagnosis.id == "blocked-reputation"
+    # our postscreen refused a listed client: about the client, not our reputation
+    assert found["anna@example.com"].direction == "in"
+    assert found["anna@example.com"].diagnosis.id == "client-blocklisted"
     assert found["jdoe@example.com"].diagnosis.id == "unknown-user"
     assert found["jdoe@example.com"].sender == "carl@partner.example"
 
@@ -157,3 +159,70 @@ def test_feedback_loop_report_is_a_spam_complaint():
 def test_out_of_office_is_an_auto_reply_not_a_failure():
     story = _by_recipient("bounce/auto-reply.eml")["carl@partner.example"]
     assert story.status == "delivered" and story.diagnosis.id == "auto-reply"
+
+
+def test_inbound_dnsbl_reject_is_about_the_client_in_every_format():
+    stories = [
+        _by_recipient("postfix/incoming-rejects.log")["anna@example.com"],
+        _by_recipient("exim/rejectlog-inbound.log")["anna@example.com"],
+        _by_recipient("session/incoming-dnsbl-reject.log")["anna@example.com"],
+        _by_recipient("hmailserver/hmailserver_2026-11-28.log")["staff@example.com"],
+    ]
+    for story in stories:
+        assert (story.direction, story.status, story.diagnosis.id) == ("in", "rejected", "client-blocklisted")
+        assert story.diagnosis.who_acts == "sender"
+        assert story.diagnosis.summary.startswith(f"Our server refused mail from {story.final.remote_ip}")
+
+
+def test_inbound_reverse_dns_and_relay_rejects_in_exim_reject_log():
+    found = _by_recipient("exim/rejectlog-inbound.log")
+    assert found["bert@example.com"].diagnosis.id == "client-reverse-dns-missing"
+    relay = found["friend@elsewhere.example"].diagnosis
+    assert relay.id == "relay-denied"
+    # the same article, worded for our server refusing (summary_in), not for a server refusing us
+    assert relay.summary.startswith("Our server refused to relay for client.example.net: elsewhere.example is not")
+
+
+def test_an_outbound_relay_refusal_keeps_the_outbound_wording():
+    line = (
+        "Nov 28 15:05:12 mx1 postfix/smtp[2780]: 0A1B2C3D4E: to=<walt@example.net>, "
+        "relay=smarthost.example.com[192.0.2.30]:25, delay=0.7, delays=0.1/0.01/0.3/0.3, dsn=5.7.1, status=bounced "
+        "(host smarthost.example.com[192.0.2.30] said: 554 5.7.1 <walt@example.net>: Relay access denied "
+        "(in reply to RCPT TO command))"
+    )
+    (walt,) = diagnose_text(line).deliveries
+    assert walt.diagnosis.id == "relay-denied"
+    assert walt.diagnosis.summary.startswith("smarthost.example.com does not accept mail for example.net from us")
+
+
+def test_inbound_unknown_user_says_our_server_has_no_such_mailbox():
+    story = _by_recipient("postfix/incoming-rejects.log")["jdoe@example.com"]
+    assert story.diagnosis.summary == (
+        "Our server has no mailbox called jdoe@example.com, so it refused the message from mail.partner.example."
+    )
+
+
+def test_outbound_dnsbl_bounce_is_still_our_reputation():
+    line = (
+        "Nov 28 14:55:03 mx1 postfix/smtp[2710]: 5D6E7F8A9B: to=<yara@example.org>, "
+        "relay=mx.example.org[192.0.2.25]:25, delay=0.9, delays=0.1/0.01/0.4/0.4, dsn=5.7.1, status=bounced "
+        "(host mx.example.org[192.0.2.25] said: 554 5.7.1 Service unavailable; Client host [192.0.2.10] "
+        "blocked using zen.spamhaus.org (in reply to RCPT TO command))"
+    )
+    (story,) = diagnose_text(line).deliveries
+    assert (story.direction, story.status, story.diagnosis.id) == ("out", "bounced", "blocked-reputation")
+    assert story.diagnosis.summary.startswith("mx.example.org refused mail from our server")
+
+
+def test_an_inbound_clients_provider_is_not_the_vendor_of_our_reply():
+    # Our own check_recipient_access REJECT for a client at Microsoft: Microsoft's own wording
+    # rules (Exchange Online's "Access denied" = no such recipient) must not read our reply.
+    line = (
+        "Nov 28 09:01:02 mx1 postfix/smtpd[760]: NOQUEUE: reject: RCPT from "
+        "mail-db8eur05on2100.outbound.protection.outlook.com[198.51.100.120]: 554 5.7.1 <board@example.com>: "
+        "Recipient address rejected: Access denied; from=<partner@example.net> to=<board@example.com> "
+        "proto=ESMTP helo=<EUR05-DB8-obe.outbound.protection.outlook.com>"
+    )
+    (story,) = diagnose_text(line).deliveries
+    assert story.direction == "in"
+    assert story.diagnosis.id != "unknown-user"

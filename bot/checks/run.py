@@ -3,7 +3,8 @@ timeout, the whole run bounded, and "could not check" said plainly when they can
 
     dns-mx-failure, dns-lookup-failed       -> dns (the recipient domain)
     reverse-dns-missing, blocked-reputation -> reverse + dnsbl (the sending IP)
-    auth-spf-dkim-dmarc                      -> spf + dmarc (+ dkim when the log names a selector)
+    client-reverse-dns-missing, client-blocklisted -> the same, for the client we refused
+    auth-spf-dkim-dmarc, client-auth-spf-dkim-dmarc -> spf + dmarc (+ dkim when the log names a selector)
     tls-failure                              -> tls, only when asked (it connects to the MX)
 """
 
@@ -27,7 +28,10 @@ CHECKS_FOR: dict[str, tuple[str, ...]] = {
     "dns-lookup-failed": ("dns",),
     "reverse-dns-missing": ("reverse", "dnsbl"),
     "blocked-reputation": ("reverse", "dnsbl"),
+    "client-reverse-dns-missing": ("reverse", "dnsbl"),
+    "client-blocklisted": ("reverse", "dnsbl"),
     "auth-spf-dkim-dmarc": ("auth",),
+    "client-auth-spf-dkim-dmarc": ("auth",),
     "tls-failure": ("tls",),
 }
 MAX_WORKERS = 8

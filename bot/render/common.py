@@ -47,6 +47,12 @@ def server_label(attempt: Attempt | None) -> str | None:
     return attempt.remote_host or attempt.remote_ip
 
 
+def remote_label(delivery: Delivery) -> str:
+    """What to call the other end: for a story our server received, the host that connected to
+    us is the client (the reply was ours); otherwise it is the server that answered us."""
+    return "Client" if delivery.direction == "in" else "Server"
+
+
 def clock(attempt: Attempt) -> str:
     if attempt.timestamp is None:
         return ""

@@ -21,6 +21,7 @@ import discord
 from bot.conversation import Reply
 from bot.knowledge import Article
 from bot.model import Delivery, Report
+from bot.render import common
 from bot.render.common import ICONS, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
 from bot.render.markdown import render_markdown
 
@@ -114,7 +115,7 @@ def _facts(delivery: Delivery) -> list[tuple[str, str, int]]:
         ("Failing step" if delivery.status != "delivered" else "Last step", safe(stage_label(final)), 200),
         ("Queue id", safe(delivery.queue_id), 100),
         ("Reply", code(shorten(final.text, 600)) if final and final.text else "", 700),
-        ("Server", safe(server_label(final)), 300),
+        (common.remote_label(delivery), safe(server_label(final)), 300),
     ]
     if diagnosis:
         label = f"{diagnosis.confidence_label} ({diagnosis.confidence:.2f})"

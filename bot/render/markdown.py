@@ -10,6 +10,7 @@ from bot.render.common import (
     VERDICTS,
     printable,
     recipient_label,
+    remote_label,
     server_label,
     shorten,
     stage_label,
@@ -34,7 +35,7 @@ def render_markdown(report: Report) -> str:
             ("From", delivery.sender),
             ("SMTP step", stage_label(final)),
             ("Reply", _code(shorten(final.text, 300)) if final and final.text else None),
-            ("Server", server_label(final)),
+            (remote_label(delivery), server_label(final)),
             ("Queue id", delivery.queue_id),
         ]
         out += [f"- **{name}:** {value}" for name, value in facts if value]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bot.conversation import Reply
 from bot.knowledge import Article
 from bot.model import STAGE_LABELS, Delivery, Report
+from bot.render import common
 from bot.render.common import ICONS, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
 from bot.render.markdown import render_markdown
 
@@ -108,7 +109,7 @@ def _delivery_text(delivery: Delivery) -> str:
         ("From", escape(delivery.sender) if delivery.sender else None),
         ("SMTP step", stage_label(final)),
         ("Reply", _code(shorten(final.text, 400)) if final and final.text else None),
-        ("Server", escape(server_label(final)) if server_label(final) else None),
+        (common.remote_label(delivery), escape(server_label(final)) if server_label(final) else None),
     ]
     out += [f"*{name}:* {value}" for name, value in facts if value]
     if diagnosis:

@@ -15,6 +15,7 @@ from bot.render.common import (
     VERDICTS,
     printable,
     recipient_label,
+    remote_label,
     server_label,
     shorten,
     stage_label,
@@ -52,7 +53,7 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
             ("From", delivery.sender),
             ("SMTP step", stage_label(final)),
             ("Reply", shorten(final.text, 400) if final and final.text else None),
-            ("Server", server_label(final)),
+            (remote_label(delivery), server_label(final)),
             ("Queue id", delivery.queue_id),
         ]
         for name, value in facts:
