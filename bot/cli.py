@@ -12,7 +12,7 @@ from bot import __version__
 from bot.textio import MAX_INPUT_BYTES, InputError, read_input
 
 FORMATS = ("text", "markdown", "json", "jsonl")
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def _stderr() -> Console:
@@ -227,6 +227,12 @@ def _duration(_ctx, _param, value):
     metavar="PATH",
     help="Scan these logs (globs and rotated .gz files welcome) instead of the index.",
 )
+@click.option(
+    "--source",
+    metavar="NAME",
+    help="Only stories from this source: the name logs were ingested under, or a configured source "
+    "(without an index, its files are scanned).",
+)
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--check", is_flag=True, help="Confirm each diagnosis now: live DNS, reverse DNS, SPF/DMARC, blocklists.")
@@ -241,6 +247,7 @@ def why(
     since,
     db_path: str | None,
     logs: tuple[str, ...],
+    source: str | None,
     limit: int,
     fmt: str,
     check: bool = False,
@@ -258,15 +265,18 @@ def why(
         address = normalise_address(address)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="ADDRESS") from None
+    target = _store_target(db_path)
+    indexed = is_postgres_url(target) or os.path.exists(target)
+    if not logs and source and not indexed:
+        logs = tuple(_configured_files(source))  # a named file source, scanned where it lives
     if logs:
         report = why_from_logs(list(logs), address, since, limit)
     else:
-        target = _store_target(db_path)
-        if not is_postgres_url(target) and not os.path.exists(target):
+        if not indexed:
             _stderr().print(f"No index at {target}: run `whyfailed ingest LOG` first, or give --log LOG.", markup=False)
             sys.exit(EXIT_USAGE)
         try:
-            report = why_from_store(Store(target), address, since, limit)
+            report = why_from_store(Store(target), address, since, limit, source=source)
         except StoreError as error:
             _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
             sys.exit(EXIT_USAGE)
@@ -319,8 +329,8 @@ def ingest(
     run it again and it reads only what is new. SOURCE is a name configured in
     $WHYFAILED_SOURCES or $WHYFAILED_SOURCES_FILE (a file, SSH, journald or syslog source).
 
-    Exit status: 0 when every file was read, 1 when some were skipped (missing, unreadable,
-    not a file), 2 when nothing could be read or the index cannot be written."""
+    Exit status: 0 when every file was read; 2 when a file named could not be read (missing,
+    unreadable, not a file: the others are indexed all the same) or the index cannot be written."""
 
     from bot.ingest import ingest_paths
     from bot.sources.files import expand, size_of
@@ -381,8 +391,8 @@ def ingest(
         from bot.sources.follow import follow_paths
 
         follow_paths(store, list(paths), source, interval)
-    if stats.skipped:  # scripts must see that some of what they named was not read
-        sys.exit(EXIT_USAGE if not stats.files else EXIT_PARTIAL)
+    if stats.skipped:  # unreadable input (DESIGN's exit-code contract): the readable files are indexed all the same
+        sys.exit(EXIT_USAGE)
 
 
 def _store_target(db_path: str | None) -> str:
@@ -390,6 +400,22 @@ def _store_target(db_path: str | None) -> str:
     from bot.settings import Settings
 
     return db_path or Settings().store_target
+
+
+def _configured_files(name: str) -> list[str]:
+    """The file patterns of configured source NAME, or a clear exit when it names none."""
+    from bot.sources.config import FileSource, SourceConfigError, load_sources
+
+    try:
+        source = load_sources().get(name)
+    except SourceConfigError as error:
+        _stderr().print(f"error: {error}", markup=False)
+        sys.exit(EXIT_USAGE)
+    if not isinstance(source, FileSource):
+        what = "is not a file source" if source else "is not a configured source"
+        _stderr().print(f"No index, and {name} {what}: run `whyfailed ingest` first, or give --log LOG.", markup=False)
+        sys.exit(EXIT_USAGE)
+    return list(source.patterns)
 
 
 def _configured_names(args: tuple[str, ...]) -> list[str]:

@@ -340,9 +340,12 @@ class Store:
         attempts = self._query("select * from attempts where delivery_id = ? order by time, line", [key])
         return delivery_from_rows(key, row, attempts) if attempts else None
 
-    def find(self, address: str, since: timedelta | None = None, limit: int = 20) -> list[Delivery]:
+    def find(
+        self, address: str, since: timedelta | None = None, limit: int = 20, source: str | None = None
+    ) -> list[Delivery]:
         """The latest deliveries to or from ADDRESS ('@domain' for a whole domain's failures),
-        read in one snapshot, so a story and its attempts agree even while ingest writes."""
+        from one SOURCE or all, read in one snapshot, so a story and its attempts agree even
+        while ingest writes."""
         wanted = address.strip().lower()
         clauses, params = [], []
         if wanted.startswith("@"):
@@ -354,6 +357,9 @@ class Store:
         if since is not None:
             clauses.append("last_seen >= ?")
             params.append(iso(datetime.now() - since))
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
         sql = f"select id from deliveries where {' and '.join(clauses)} order by last_seen desc limit ?"
 
         def read() -> list[Delivery]:

@@ -53,8 +53,10 @@ def _matches(delivery: Delivery, address: str) -> bool:
     return address in (recipient, sender)
 
 
-def why_from_store(store: Store, address: str, since: timedelta | None, limit: int = 20) -> Report:
-    deliveries = store.find(address, since, limit)
+def why_from_store(
+    store: Store, address: str, since: timedelta | None, limit: int = 20, source: str | None = None
+) -> Report:
+    deliveries = store.find(address, since, limit, source=source)
     diagnose_deliveries(deliveries)
     return Report(input=f"index {store.where}", formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
 

@@ -241,7 +241,7 @@ def test_missing_unreadable_and_non_files_are_skipped_by_name_and_the_rest_index
     done = subprocess.run(
         [*prefix, sys.executable, "-m", "bot", *args, "--db", str(db)], cwd=REPO, capture_output=True, text=True
     )
-    assert done.returncode == 1, done.stderr  # partly done: scripts can tell
+    assert done.returncode == 2, done.stderr  # unreadable input, though the readable file was indexed
     assert f"warning: skipped {tmp_path / 'gone.log'}: no such file" in done.stderr
     assert f"warning: skipped {tmp_path / 'folder.log'}: Is a directory" in done.stderr
     if prefix or os.geteuid() != 0:
@@ -271,3 +271,29 @@ def test_follow_waits_for_a_vanished_file_and_reads_it_when_it_comes_back(tmp_pa
     live.write_text("\n".join(lines[10:30]) + "\n")  # a new file: read from its first line
     follow_paths(store, [str(live)], "mail", rounds=1)
     assert store.counts()["attempts"] == 6  # one status line per 5 lines, each indexed once
+
+
+def test_why_source_narrows_the_index_and_names_a_configured_source_to_scan(tmp_path, run_cli):
+    db = tmp_path / "i.db"
+    for name in ("mx1", "mx2"):  # one log file per server (positions are kept per file)
+        copy = tmp_path / f"{name}.log"
+        copy.write_text(LOG.read_text())
+        done = run_cli("ingest", str(copy), "--source", name, "--db", str(db))
+        assert done.returncode == 0, done.stderr
+    everywhere = json.loads(run_cli("why", "ops@slow.example.net", "--db", str(db), "--format", "json").stdout)
+    only_mx2 = json.loads(
+        run_cli("why", "ops@slow.example.net", "--db", str(db), "--source", "mx2", "--format", "json").stdout
+    )
+    assert len(everywhere["deliveries"]) == 2 and len(only_mx2["deliveries"]) == 1
+    nowhere = run_cli("why", "ops@slow.example.net", "--db", str(db), "--source", "mx9")
+    assert nowhere.returncode == 0 and b"No deliveries" in nowhere.stdout
+    # no index: a configured file source is scanned where it lives, by its name alone
+    sources = {"edge": {"kind": "file", "path": str(LOG)}}
+    env = {"WHYFAILED_SOURCES": json.dumps(sources)}
+    scanned = run_cli(
+        "why", "ops@slow.example.net", "--db", str(tmp_path / "none.db"), "--source", "edge", "-f", "json", env=env
+    )
+    assert scanned.returncode == 0, scanned.stderr
+    assert json.loads(scanned.stdout)["deliveries"][0]["diagnosis"]["id"] == "mailbox-full"
+    unknown = run_cli("why", "a@b.example", "--db", str(tmp_path / "none.db"), "--source", "nope", env=env)
+    assert unknown.returncode == 2 and b"nope is not a configured source" in unknown.stderr
