@@ -46,3 +46,25 @@ def test_wheel_installs_into_a_fresh_venv_and_diagnoses(tmp_path):
         check=True,
     )
     assert "site-packages" in located.stdout and "_data" in located.stdout
+
+
+@pytest.mark.slow
+def test_the_sdist_carries_what_a_deployment_and_its_tests_need(tmp_path):
+    """A platform builds from the sdist; the Slack manifest, the Procfile, .env.example and the
+    test-server installer must come with it (they live outside the package)."""
+    import tarfile
+
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(tmp_path)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (sdist,) = tmp_path.glob("whyfailed-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    wanted = {"Procfile", ".env.example", "slack/manifest.yml", "scripts/install-test-servers.sh", "README.md"}
+    assert wanted <= names, sorted(wanted - names)
+    assert any(name.startswith("knowledge/") and name.endswith(".md") for name in names)
+    assert any(name.startswith("grammar/") and name.endswith(".lark") for name in names)
