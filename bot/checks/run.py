@@ -85,6 +85,12 @@ class Task:
     extra: str | None = None  # the DKIM domain; the MX host for tls
 
 
+def checkable(delivery: Delivery) -> bool:
+    """A live check could confirm DELIVERY's diagnosis, and none has run yet: where chat
+    surfaces offer "Check now"."""
+    return delivery.checks is None and delivery.diagnosis is not None and delivery.diagnosis.id in CHECKS_FOR
+
+
 def checks_for(delivery: Delivery, settings: CheckSettings) -> list[Task | CheckResult]:
     """The checks that apply to DELIVERY's diagnosis, or a 'could not check' when the log
     lacks what a check needs (the domain, the sending IP)."""
