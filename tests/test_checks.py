@@ -746,3 +746,13 @@ def test_a_check_that_crashes_or_has_no_resolver_is_could_not_check(tmp_path, mo
     (result,) = run.run_tasks([task], CheckSettings(resolv_conf=str(empty)))[task]
     assert result.status == COULD_NOT_CHECK and "no DNS resolver is configured" in result.summary
     assert str(empty) in result.summary
+
+
+def test_offering_check_now_does_not_import_dnspython():
+    # the renderers ask bot.checks which diagnoses a check could confirm; only running one loads dnspython
+    import subprocess
+    import sys
+
+    code = "import sys, bot.render.slack, bot.render.discord; print('dns' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

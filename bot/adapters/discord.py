@@ -20,7 +20,7 @@ from discord import app_commands
 from bot.adapters.discord_files import AttachmentReader
 from bot.adapters.discord_settings import DiscordSettings
 from bot.adapters.memory import Memory
-from bot.checks.run import checkable
+from bot.checks import checkable
 from bot.conversation import Context, Conversation, Reply, store_audit
 from bot.render.discord import REPORT_FILE, DiscordReply, render_notice, render_reply, safe
 from bot.settings import Settings

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bot.checks.run import checkable
+from bot.checks import checkable
 from bot.conversation import Reply
 from bot.knowledge import Article
 from bot.model import STAGE_LABELS, Delivery, Report
