@@ -685,3 +685,18 @@ def test_whyfailed_address_with_check_adds_checked_now(tmp_path, resolver):
             assert "NXDOMAIN" in _checked_field(answer)
 
     run(scenario())
+
+
+def test_a_checked_delivery_with_hostile_dns_text_fits_and_pings_nobody():
+    from bot.checks import PROBLEM, CheckResult
+    from bot.render.discord import render_report
+    from bot.report import diagnose_text
+
+    report = diagnose_text(MX_NOT_FOUND.read_text(), "paste")
+    txt = "v=spf1 @everyone <@&123> **bold** `tick` " + "x" * 600
+    report.deliveries[0].checks = [CheckResult("dns", "no-such-domain.example", PROBLEM, txt, facts=(txt,) * 10)] * 5
+    rendered = render_report(report)
+    embeds = [e.to_dict() for m in rendered.messages for e in m.embeds]
+    assert not embed_problems(embeds)
+    field = next(f["value"] for f in embeds[0]["fields"] if f["name"] == "Checked now")
+    assert "@\u200beveryone" in field and "@everyone" not in field and "\\*\\*bold" in field

@@ -99,6 +99,21 @@ def test_a_huge_report_stays_within_block_kit_limits_and_offers_the_full_report(
     assert len(message.text) <= 3000
 
 
+def test_a_huge_checked_report_with_hostile_dns_text_stays_within_limits_and_escaped():
+    from bot.checks import PROBLEM, CheckResult
+
+    report = diagnose_text(_many_recipients(60), "paste")
+    txt = "v=spf1 <!channel> @here <@U123> & " + "x" * 400  # a TXT record is anyone's text
+    for delivery in report.deliveries:
+        delivery.checks = [CheckResult("spf", "slow.example.net", PROBLEM, txt, facts=(txt,) * 20)] * 8
+    message = render_report(report, "tok")
+    assert check_blocks(message.blocks) == [] and message.truncated
+    assert all(o.get("verbatim") is True for o in mrkdwn_objects(message.blocks))
+    shown = "\n".join(texts(message.blocks))
+    assert "*Checked now:*" in shown and "&lt;!channel&gt;" in shown and "<!channel>" not in shown
+    assert "check_now" not in json.dumps(message.blocks)  # checked already
+
+
 def test_evidence_of_a_long_story_is_cut_to_fit():
     report = diagnose_text(
         _many_recipients(1)
