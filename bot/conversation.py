@@ -22,15 +22,15 @@ HELP = """\
 Paste a mail log excerpt or a bounce message and I will tell you why the mail was not delivered:
 Postfix, Exim, Sendmail, Exchange, qmail, OpenSMTPD, hMailServer, MDaemon, Haraka, VisNetic-style
 session logs, S:/C: transcripts and bounces (DSN, Gmail, Outlook, Yahoo...).
+Where a live check (DNS, reverse DNS, blocklists, SPF/DKIM/DMARC) can confirm a diagnosis,
+the answer has a "Check now" button.
 
 Commands:
   /whyfailed user@example.org [--since 2d]   the latest deliveries to or from an address
   /whyfailed @example.org                     a domain's recent failures
-  /whyfailed user@example.org --check         the same, and check now what the diagnosis blames (DNS...)
+  /whyfailed user@example.org --check         ... and check it now (DNS, SPF...)
   /whyfailed kb QUERY                          search the knowledge base (a code like 5.7.1 works)
-  /whyfailed help                              this text
-A pasted log's answer has a "Check now" button where a live check (DNS, reverse DNS,
-blocklists, SPF/DKIM/DMARC) can confirm the diagnosis."""
+  /whyfailed help                              this text"""
 
 CHECK_REFUSED = (
     "Sorry, live checks send DNS queries on your behalf and, like /whyfailed ADDRESS, are not enabled for you "

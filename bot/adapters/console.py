@@ -29,7 +29,7 @@ was not delivered. Ctrl-D after a paste diagnoses it too, and ends the session.
 
   /whyfailed ADDRESS [--since 2d]  deliveries to or from ADDRESS (or @domain)
                    [--check]       ... and check now what the diagnosis blames
-  /check                           live checks (DNS, blocklists, SPF...) on the last answer
+  /check                           check the last answer now (DNS, SPF...)
   /kb QUERY                        search the knowledge base: words, codes, ids
   /help                            this text
   /quit                            leave (so does Ctrl-D on an empty line)"""
