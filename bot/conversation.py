@@ -176,6 +176,8 @@ class Conversation:
                 ),
             )
         try:
+            if not words:  # "/whyfailed check" or "--check" alone
+                raise ValueError("say which address: /whyfailed check user@example.org")
             address = normalise_address(words[0])
             since = None
             if len(words) >= 3 and words[1] == "--since":

@@ -280,6 +280,14 @@ def test_whyfailed_address_check_checks_and_says_so_in_the_audit(tmp_path, resol
     assert [o for _, _, o in rows] == ["answered: 1 stories, checked", "answered: 1 stories, check rate-limited"]
 
 
+def test_check_without_an_address_is_a_usage_notice(tmp_path):
+    conversation, rows = _conversation(tmp_path, allowed_channels=["C-ops"])
+    for asked in ("check", "--check"):
+        reply = conversation.on_command(asked, SLACK)
+        assert reply.kind == "notice" and "say which address" in reply.text
+    assert [o for _, _, o in rows] == ["bad request", "bad request"]
+
+
 def test_console_check_reruns_the_last_answer_with_checks(run_cli, resolver):
     stdin = b"/check\n" + MX_NOT_FOUND.read_bytes() + b"\n/check\n/quit\n"
     done = run_cli("chat", "--resolver", resolver, stdin=stdin, env={"WHYFAILED_DB": "/nonexistent/none.db"})
