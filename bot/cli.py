@@ -463,15 +463,24 @@ def _ingest_named(args, db_path: str, source: str | None, keep, follow: bool, in
 @click.option(
     "--log", "logs", multiple=True, metavar="PATH", help="Logs /whyfailed ADDRESS scans when there is no index."
 )
-def chat(db_path: str | None, logs: tuple[str, ...]) -> None:
+@click.option(
+    "--resolver",
+    default=None,
+    metavar="IP[:PORT]",
+    help="The DNS resolver /check asks (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
+)
+def chat(db_path: str | None, logs: tuple[str, ...], resolver: str | None) -> None:
     """Talk to the bot in this terminal: paste a log (end with an empty line, or Ctrl-D), /whyfailed ADDRESS,
-    /kb QUERY, /help, /quit. The same answers as in Slack or Discord, with no tokens and no network."""
+    /kb QUERY, /check, /help, /quit. The same answers as in Slack or Discord, with no tokens; the network
+    only for /check (live DNS checks)."""
     from bot.adapters.console import run_console
     from bot.conversation import Conversation
     from bot.settings import Settings
     from bot.store_backends import is_postgres_url
 
     overrides: dict = {"logs": list(logs)} if logs else {}
+    if resolver:
+        overrides["resolver"] = resolver
     if db_path:  # given on the command line, it wins over DATABASE_URL too
         overrides |= {"database_url": db_path} if is_postgres_url(db_path) else {"db": db_path, "database_url": None}
     sys.exit(run_console(Conversation(Settings(**overrides))))

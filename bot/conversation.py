@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from bot.checklimit import CheckLimiter
 from bot.kbsearch import search_articles
 from bot.knowledge import Article
 from bot.model import Attempt, Delivery, Evidence, Report
@@ -21,12 +22,24 @@ HELP = """\
 Paste a mail log excerpt or a bounce message and I will tell you why the mail was not delivered:
 Postfix, Exim, Sendmail, Exchange, qmail, OpenSMTPD, hMailServer, MDaemon, Haraka, VisNetic-style
 session logs, S:/C: transcripts and bounces (DSN, Gmail, Outlook, Yahoo...).
+Where a live check (DNS, reverse DNS, blocklists, SPF/DKIM/DMARC) can confirm a diagnosis,
+the answer has a "Check now" button.
 
 Commands:
   /whyfailed user@example.org [--since 2d]   the latest deliveries to or from an address
   /whyfailed @example.org                     a domain's recent failures
+  /whyfailed user@example.org --check         ... and check it now (DNS, SPF...)
   /whyfailed kb QUERY                          search the knowledge base (a code like 5.7.1 works)
   /whyfailed help                              this text"""
+
+CHECK_REFUSED = (
+    "Sorry, live checks send DNS queries on your behalf and, like /whyfailed ADDRESS, are not enabled for you "
+    "here. Ask an admin to add this channel or your account to the allowed list."
+)
+NOTHING_TO_CHECK = "Nothing to check: that answer is gone from my memory (I was restarted, or it is old)."
+NO_CHECK_APPLIES = (
+    "No live check applies to these diagnoses: checks confirm DNS, reverse DNS, blocklist and SPF/DKIM/DMARC problems."
+)
 
 # An address: a bounded local part (no nested quantifiers, so no backtracking) then @domain.
 _ADDRESS = re.compile(r"([A-Za-z0-9._%+=-])[A-Za-z0-9._%+=-]{0,63}@([A-Za-z0-9.-]{1,253})")
@@ -92,6 +105,7 @@ class Conversation:
     def __init__(self, settings: Settings | None = None, audit=None):
         self.settings = settings or Settings()
         self.audit = audit  # callable(context, query, outcome) or None
+        self.limiter = CheckLimiter(self.settings.check_rate)
 
     # --- pasted logs ----------------------------------------------------------------------
 
@@ -115,6 +129,8 @@ class Conversation:
         """Every command is audited, not only the ones that show log data: who asked what, and when,
         is the record an admin reads to see how the bot is used (and misused)."""
         words = arguments.strip().split()
+        if words and words[0].lower() == "check":  # /whyfailed check ADDRESS reads as well as --check
+            words = [*words[1:], "--check"]
         if not words or words[0].lower() in ("help", "-h", "--help", "?"):
             self._audit(context, " ".join(words)[:300] or "help", "help")
             return Reply("help", text=HELP, ephemeral=True)
@@ -147,6 +163,8 @@ class Conversation:
         from bot.why import normalise_address, parse_duration
 
         query = " ".join(words)[:300]
+        check = "--check" in words
+        words = [w for w in words if w != "--check"]
         if not self.may_query(context):
             self._audit(context, query, "refused")
             return Reply(
@@ -158,19 +176,27 @@ class Conversation:
                 ),
             )
         try:
+            if not words:  # "/whyfailed check" or "--check" alone
+                raise ValueError("say which address: /whyfailed check user@example.org")
             address = normalise_address(words[0])
             since = None
             if len(words) >= 3 and words[1] == "--since":
                 since = parse_duration(words[2])
             elif len(words) > 1:
-                raise ValueError("write it as: /whyfailed user@example.org [--since 2d]")
+                raise ValueError("write it as: /whyfailed user@example.org [--since 2d] [--check]")
         except ValueError as error:
             self._audit(context, query, "bad request")
             return Reply("notice", text=f"{error}. Try /whyfailed help.", ephemeral=True)
         report = self._lookup(address, since)
-        self._audit(context, query, f"answered: {len(report.deliveries)} stories")
         if self.settings.redact_local_parts:
             report = redact_report(report)
+        outcome = f"answered: {len(report.deliveries)} stories"
+        if check and report.deliveries:
+            report, limited = self._run_checks(report, context)
+            if limited:  # the answer still comes, without checks: the limit is about queries, not log data
+                report.notes.append(limited)
+            outcome += ", check rate-limited" if limited else ", checked"
+        self._audit(context, query, outcome)
         if not report.deliveries:
             return Reply(
                 "notice",
@@ -180,6 +206,47 @@ class Conversation:
                 f" were found{' in that time' if since else ''}.",
             )
         return Reply("report", report=report, ephemeral=True, address=address)
+
+    # --- Checked now ----------------------------------------------------------------------
+
+    def check_reply(self, reply: Reply | None, context: Context) -> Reply:
+        """Run the live checks on an answer already given (a pasted log's, or /whyfailed's), for a
+        "Check now" button or the console's /check. Blocks for up to the checks' total timeout:
+        call it from a worker thread, never from an event loop. The same rule as /whyfailed
+        ADDRESS decides who may (checks send queries on the asker's behalf), and every ask is audited."""
+        what = f"check {reply.address}" if reply is not None and reply.address else "check (a pasted log's answer)"
+        if not self.may_query(context):
+            self._audit(context, what, "refused")
+            return Reply("refusal", text=CHECK_REFUSED, ephemeral=True)
+        if reply is None or reply.report is None or not reply.report.deliveries:
+            self._audit(context, what, "bad request")
+            return Reply("notice", text=NOTHING_TO_CHECK, ephemeral=True)
+        report, limited = self._run_checks(reply.report, context)
+        if limited:
+            self._audit(context, what, "rate-limited")
+            return Reply("notice", text=limited, ephemeral=True)
+        found = sum(len(d.checks or ()) for d in report.deliveries)
+        self._audit(context, what, f"answered: {found} checks")
+        return Reply("report", report=report, ephemeral=True, address=reply.address)
+
+    def _run_checks(self, report: Report, context: Context) -> tuple[Report, str | None]:
+        """A checked copy of REPORT (the one remembered behind a button stays as it was, for the
+        next click), or REPORT and why not: the person's rate limit. The console is one person at
+        their own terminal, who could run `whyfailed diagnose --check` as well: no limit there."""
+        from bot.checks.run import CheckSettings, check_report
+
+        key = f"{context.surface}:{context.user}"
+        if context.surface != "console" and (limited := self.limiter.acquire(key)):
+            return report, limited
+        try:
+            copy = replace(report, deliveries=[replace(d, checks=None) for d in report.deliveries])
+            copy.notes = list(report.notes)
+            check_report(copy, CheckSettings.from_settings(self.settings))
+        finally:
+            self.limiter.release(key)
+        if not any(d.checks for d in copy.deliveries):
+            copy.notes.append(NO_CHECK_APPLIES)
+        return copy, None
 
     def _lookup(self, address: str, since: timedelta | None) -> Report:
         """From the index when there is one worth asking (a shared database, or a file that holds

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     sources_file: str | None = Field(None, description="A .toml, .yaml or .json file of named sources instead.")
     resolver: str | None = Field(None, description="The DNS resolver live checks ask, IP[:PORT].")
     dnsbl_zones: str | None = Field(None, description="Blocklist zones the live checks query, comma-separated.")
+    check_rate: int = Field(
+        5, ge=1, le=120, description="Live checks one person may ask for in chat per minute (one at a time)."
+    )
     cache_dir: str | None = Field(None, description="Where compiled grammars are cached.")
     # the long-running processes (Procfile)
     shutdown_grace: float = Field(

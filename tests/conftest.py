@@ -86,3 +86,23 @@ def store_target(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "i.db")
     return request.getfixturevalue("pg_url")
+
+
+# --- a real DNS resolver ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def resolver(tmp_path_factory):
+    """'127.0.0.1:PORT' of a running unbound serving tests/fixtures/checks/zones (tests/unbound_server.py):
+    one for the session, shared by the checks' own tests and the chat surfaces that run checks."""
+    from .unbound_server import UNBOUND_CONF, start_unbound
+
+    yield from start_unbound(tmp_path_factory, UNBOUND_CONF)
+
+
+@pytest.fixture(scope="session")
+def offline_resolver(tmp_path_factory):
+    """'127.0.0.1:PORT' of a running unbound that cannot reach any upstream."""
+    from .unbound_server import OFFLINE_CONF, start_unbound
+
+    yield from start_unbound(tmp_path_factory, OFFLINE_CONF)

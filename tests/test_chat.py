@@ -225,3 +225,74 @@ def test_kb_search_from_several_threads():
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = list(pool.map(lambda q: search_articles(q)[0].id, ["greylisting", "5.7.26", "mailbox full"] * 4))
     assert found[:3] == ["greylisted", "auth-spf-dkim-dmarc", "mailbox-full"]
+
+
+# --- Checked now ------------------------------------------------------------------------------
+
+MX_NOT_FOUND = FIXTURES / "postfix" / "mx-not-found.log"
+
+
+def test_check_now_confirms_a_missing_domain_and_is_audited(tmp_path, resolver):
+    conversation, rows = _conversation(tmp_path, resolver=resolver, allowed_channels=["C-ops"])
+    answer = conversation.on_message(MX_NOT_FOUND.read_text(), SLACK)
+    assert answer.report.deliveries[0].diagnosis.id == "dns-mx-failure"
+    checked = conversation.check_reply(answer, SLACK)
+    (check,) = checked.report.deliveries[0].checks
+    assert check.check == "dns" and check.target == "no-such-domain.example" and check.data == {"mx": "nxdomain"}
+    assert answer.report.deliveries[0].checks is None  # the remembered answer stays as it was
+    assert rows == [("U1", "check (a pasted log's answer)", "answered: 1 checks")]
+
+
+def test_check_now_is_refused_where_whyfailed_address_is_and_audited(tmp_path):
+    conversation, rows = _conversation(tmp_path, resolver="127.0.0.1:9")  # nothing is sent: refused first
+    answer = conversation.on_message(MX_NOT_FOUND.read_text(), SLACK)
+    refused = conversation.check_reply(answer, SLACK)
+    assert refused.kind == "refusal" and "not enabled for you here" in refused.text and refused.report is None
+    assert rows == [("U1", "check (a pasted log's answer)", "refused")]
+
+
+def test_check_now_is_one_at_a_time_and_limited_per_minute():
+    from bot.checklimit import CheckLimiter
+
+    now = [1000.0]
+    limiter = CheckLimiter(2, clock=lambda: now[0])
+    assert limiter.acquire("slack:U1") is None
+    assert "still running" in limiter.acquire("slack:U1")
+    assert limiter.acquire("slack:U2") is None  # someone else is not held up
+    limiter.release("slack:U1")
+    assert limiter.acquire("slack:U1") is None
+    limiter.release("slack:U1")
+    now[0] += 10
+    assert "try again in 50 s" in limiter.acquire("slack:U1")
+    now[0] += 50
+    assert limiter.acquire("slack:U1") is None
+
+
+def test_whyfailed_address_check_checks_and_says_so_in_the_audit(tmp_path, resolver):
+    conversation, rows = _conversation(tmp_path, resolver=resolver, allowed_channels=["C-ops"], check_rate=1)
+    conversation.settings.logs = [str(MX_NOT_FOUND)]
+    conversation.settings.db = str(tmp_path / "none.db")  # no index: scan the log
+    reply = conversation.on_command("info@no-such-domain.example --check", SLACK)
+    (check,) = reply.report.deliveries[0].checks
+    assert check.status == "problem" and "NXDOMAIN" in check.summary
+    again = conversation.on_command("check info@no-such-domain.example", SLACK)  # the same, as a word
+    assert again.report.deliveries[0].checks is None and "as many as I run for one person" in again.report.notes[-1]
+    assert [o for _, _, o in rows] == ["answered: 1 stories, checked", "answered: 1 stories, check rate-limited"]
+
+
+def test_check_without_an_address_is_a_usage_notice(tmp_path):
+    conversation, rows = _conversation(tmp_path, allowed_channels=["C-ops"])
+    for asked in ("check", "--check"):
+        reply = conversation.on_command(asked, SLACK)
+        assert reply.kind == "notice" and "say which address" in reply.text
+    assert [o for _, _, o in rows] == ["bad request", "bad request"]
+
+
+def test_console_check_reruns_the_last_answer_with_checks(run_cli, resolver):
+    stdin = b"/check\n" + MX_NOT_FOUND.read_bytes() + b"\n/check\n/quit\n"
+    done = run_cli("chat", "--resolver", resolver, stdin=stdin, env={"WHYFAILED_DB": "/nonexistent/none.db"})
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr
+    first, rest = out.split("dns-mx-failure", 1)
+    assert "Nothing to check" in first
+    assert "Checked now:" in rest and "✗ DNS no-such-domain.example" in rest and "NXDOMAIN" in rest

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -38,9 +36,8 @@ from bot.render.markdown import render_markdown
 from bot.render.text import render_text
 from bot.report import diagnose_text
 from tests.conftest import FIXTURES
+from tests.unbound_server import free_port
 
-ZONES = FIXTURES / "checks" / "zones"
-UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
 KEY_2048 = (
     "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAvw43soZQ4d2xp1kgzTpNTl6MNBEgnsPFm3eydPKD1SRBU8G/BgLqdeHC2EZzpFi6y"
     "TgGRKVBwXrGxfuf1Q5ZDNQlVaLCgqwnZu4RmN6JFYGbLLBgtU+P7+6byKWTaWXspIvKchfjaZgVAUrAHd+Wfe61oUxSy9sqT7NcQfHHmAmpc"
@@ -158,165 +155,6 @@ def test_which_checks_apply_to_which_diagnosis():
 # --- a real resolver on loopback ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
-
-
-UNBOUND_CONF = """\
-server:
-  interface: 127.0.0.1
-  port: {port}
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{folder}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  num-threads: 1
-  outgoing-range: 64
-  module-config: "iterator"
-  # Clients on 127.0.0.1 are served; the server's own outgoing queries come from 127.0.0.3
-  # and are refused, which is how servfail.test gets its SERVFAIL (a lame delegation).
-  access-control: 127.0.0.0/8 allow
-  access-control: 127.0.0.3/32 refuse
-  outgoing-interface: 127.0.0.3
-  do-not-query-localhost: no
-  local-zone: "2.0.192.in-addr.arpa." nodefault
-  local-zone: "8.b.d.0.1.0.0.2.ip6.arpa." nodefault
-  # A name whose queries are dropped: the client sees a timeout.
-  local-zone: "timeout.example." deny
-  local-zone: "servfail.test." transparent
-  # The upstream canary ('. NS', which needs recursion to the root) is answered here, as a
-  # resolver with a working upstream would: so timeouts and SERVFAILs above stay facts about
-  # those domains. The offline resolver below has no such answer.
-  local-zone: "." transparent
-  local-data: ". 300 IN NS ns.example."
-auth-zone:
-  name: "example."
-  zonefile: "{zones}/example.zone"
-  for-upstream: yes
-  for-downstream: no
-  fallback-enabled: no
-auth-zone:
-  name: "2.0.192.in-addr.arpa."
-  zonefile: "{zones}/2.0.192.in-addr.arpa.zone"
-  for-upstream: yes
-  for-downstream: no
-  fallback-enabled: no
-auth-zone:
-  name: "8.b.d.0.1.0.0.2.ip6.arpa."
-  zonefile: "{zones}/8.b.d.0.1.0.0.2.ip6.arpa.zone"
-  for-upstream: yes
-  for-downstream: no
-  fallback-enabled: no
-stub-zone:
-  name: "servfail.test."
-  stub-addr: 127.0.0.1@{port}
-# Everything else goes to a closed port on loopback: never to the Internet.
-stub-zone:
-  name: "."
-  stub-addr: 127.0.0.1@{dead}
-"""
-
-
-# A resolver that is up but has no way to the Internet: nothing served locally, and the root
-# (so every name) stubbed to a closed port on loopback.
-OFFLINE_CONF = """\
-server:
-  interface: 127.0.0.1
-  port: {port}
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{folder}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  num-threads: 1
-  module-config: "iterator"
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  local-zone: "2.0.192.in-addr.arpa." nodefault
-stub-zone:
-  name: "."
-  stub-addr: 127.0.0.1@{dead}
-"""
-
-
-def _answers(port: int) -> bool:
-    import dns.message
-    import dns.query
-
-    try:
-        dns.query.udp(dns.message.make_query("localhost.", "A"), "127.0.0.1", port=port, timeout=0.3)
-        return True
-    except Exception:
-        return False
-
-
-def _unbound(tmp_path_factory, template: str):
-    """Start unbound with TEMPLATE on a free loopback port; yields '127.0.0.1:PORT'."""
-    if not os.path.exists(UNBOUND):
-        _missing("unbound is not installed (scripts/install-test-servers.sh installs it)")
-    folder = tmp_path_factory.mktemp("unbound")
-    port, dead = _free_port(), _free_port()
-    conf = folder / "unbound.conf"
-    conf.write_text(template.format(port=port, dead=dead, folder=folder, zones=ZONES.resolve()))
-    log = open(folder / "unbound.log", "wb")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen([UNBOUND, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 15
-        while not _answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"unbound did not start: {(folder / 'unbound.log').read_text(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
-
-
-def _missing(why: str) -> None:
-    """A server the tests need is missing: skip on a developer's machine, fail in CI, where
-    a skip would pass silently (.ci/run sets CI=true and installs every server)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{why}; CI must run these tests")
-    pytest.skip(why)
-
-
-@pytest.fixture(scope="module")
-def resolver(tmp_path_factory):
-    """'127.0.0.1:PORT' of a running unbound serving tests/fixtures/checks/zones."""
-    yield from _unbound(tmp_path_factory, UNBOUND_CONF)
-
-
-@pytest.fixture(scope="module")
-def offline_resolver(tmp_path_factory):
-    """'127.0.0.1:PORT' of a running unbound that cannot reach any upstream."""
-    yield from _unbound(tmp_path_factory, OFFLINE_CONF)
-
-
 @pytest.fixture
 def client(resolver) -> DnsClient:
     return DnsClient(parse_resolver(resolver), timeout=1.0)
@@ -324,7 +162,7 @@ def client(resolver) -> DnsClient:
 
 @pytest.fixture
 def closed_resolver() -> str:
-    return f"127.0.0.1:{_free_port()}"
+    return f"127.0.0.1:{free_port()}"
 
 
 @pytest.mark.slow
@@ -704,7 +542,7 @@ def test_tls_not_offered_and_nothing_listening(client, tls_server):
     plain, _ = tls_server(days=None, starttls=False)
     result = check_tls(client, "mx-ok.example", port=plain.port, timeout=3)
     assert result.status == PROBLEM and result.data == {"starttls": False}
-    closed = check_tls(client, "mx-ok.example", port=_free_port(), timeout=3)
+    closed = check_tls(client, "mx-ok.example", port=free_port(), timeout=3)
     assert closed.status == COULD_NOT_CHECK and "cannot connect" in closed.summary
 
 
@@ -908,3 +746,13 @@ def test_a_check_that_crashes_or_has_no_resolver_is_could_not_check(tmp_path, mo
     (result,) = run.run_tasks([task], CheckSettings(resolv_conf=str(empty)))[task]
     assert result.status == COULD_NOT_CHECK and "no DNS resolver is configured" in result.summary
     assert str(empty) in result.summary
+
+
+def test_offering_check_now_does_not_import_dnspython():
+    # the renderers ask bot.checks which diagnoses a check could confirm; only running one loads dnspython
+    import subprocess
+    import sys
+
+    code = "import sys, bot.render.slack, bot.render.discord; print('dns' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

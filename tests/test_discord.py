@@ -620,3 +620,83 @@ def test_a_hostile_delivery_still_fits_in_one_embed_and_one_message():
     for page in rendered.messages:
         assert not embed_problems([e.to_dict() for e in page.embeds]), [len(e) for e in page.embeds]
         assert "@everyone" not in json.dumps([e.to_dict() for e in page.embeds], ensure_ascii=False)
+
+
+# --- Check now ---------------------------------------------------------------------------------
+
+MX_NOT_FOUND = FIXTURES / "postfix" / "mx-not-found.log"
+
+
+async def _check_button_of_a_paste(bot, fake) -> tuple[dict, str]:
+    await deliver(bot, "MESSAGE_CREATE", message(MX_NOT_FOUND.read_text()))
+    [reply] = sent_messages(fake)
+    buttons = [c["custom_id"] for row in reply.json["components"] for c in row["components"]]
+    assert "Checked now" not in json.dumps(reply.json["embeds"])
+    return reply.response, next(b for b in buttons if b.startswith("whyfailed:check:"))
+
+
+def _checked_field(call) -> str:
+    return next(f["value"] for e in call.json["embeds"] for f in e.get("fields", []) if f["name"] == "Checked now")
+
+
+def test_check_now_on_a_pasted_log_answers_the_clicker_alone_with_what_dns_says_now(tmp_path, resolver):
+    async def scenario():
+        async with discord_bot(tmp_path, allowed_channels=[str(HELP)], resolver=resolver, check_rate=1) as (bot, fake):
+            sent, check = await _check_button_of_a_paste(bot, fake)
+            await deliver(bot, "INTERACTION_CREATE", button_click(sent, check))
+            await deliver(bot, "INTERACTION_CREATE", button_click(sent, check))  # again, at once: over the limit
+            assert [c.json["data"]["flags"] for c in fake.posted("/callback")] == [EPHEMERAL, EPHEMERAL]
+            checked, limited = fake.posted("/webhooks/")
+            assert checked.json["flags"] == EPHEMERAL
+            assert_safe(checked)
+            field = _checked_field(checked)
+            assert "✗ *DNS* `no-such-domain.example`" in field and "NXDOMAIN" in field
+            assert limited.json["flags"] == EPHEMERAL and "try again in" in limited.json["content"]
+        rows = Store(tmp_path / "whyfailed.db").audit_rows()
+        assert [(r["user"], r["query"], r["outcome"]) for r in rows] == [
+            (str(ALICE), "check (a pasted log's answer)", "answered: 1 checks"),
+            (str(ALICE), "check (a pasted log's answer)", "rate-limited"),
+        ]
+
+    run(scenario())
+
+
+def test_check_now_is_refused_to_those_who_may_not_query_and_audited(tmp_path):
+    async def scenario():
+        async with discord_bot(tmp_path, resolver="127.0.0.1:9") as (bot, fake):
+            sent, check = await _check_button_of_a_paste(bot, fake)
+            await deliver(bot, "INTERACTION_CREATE", button_click(sent, check))
+            [refused] = fake.posted("/webhooks/")
+            assert refused.json["flags"] == EPHEMERAL and "not enabled for you here" in refused.json["content"]
+        rows = Store(tmp_path / "whyfailed.db").audit_rows()
+        assert [(r["surface"], r["user"], r["outcome"]) for r in rows] == [("discord", str(ALICE), "refused")]
+
+    run(scenario())
+
+
+def test_whyfailed_address_with_check_adds_checked_now(tmp_path, resolver):
+    async def scenario():
+        settings = {"resolver": resolver, "logs": [str(MX_NOT_FOUND)], "db": str(tmp_path / "none.db")}
+        async with discord_bot(tmp_path, **settings) as (bot, fake):
+            asked = slash("address", {"address": "info@no-such-domain.example", "check": True}, roles=[ADMINS])
+            await deliver(bot, "INTERACTION_CREATE", asked)
+            [answer] = fake.posted("/webhooks/")
+            assert_safe(answer)
+            assert "NXDOMAIN" in _checked_field(answer)
+
+    run(scenario())
+
+
+def test_a_checked_delivery_with_hostile_dns_text_fits_and_pings_nobody():
+    from bot.checks import PROBLEM, CheckResult
+    from bot.render.discord import render_report
+    from bot.report import diagnose_text
+
+    report = diagnose_text(MX_NOT_FOUND.read_text(), "paste")
+    txt = "v=spf1 @everyone <@&123> **bold** `tick` " + "x" * 600
+    report.deliveries[0].checks = [CheckResult("dns", "no-such-domain.example", PROBLEM, txt, facts=(txt,) * 10)] * 5
+    rendered = render_report(report)
+    embeds = [e.to_dict() for m in rendered.messages for e in m.embeds]
+    assert not embed_problems(embeds)
+    field = next(f["value"] for f in embeds[0]["fields"] if f["name"] == "Checked now")
+    assert "@\u200beveryone" in field and "@everyone" not in field and "\\*\\*bold" in field

@@ -99,6 +99,21 @@ def test_a_huge_report_stays_within_block_kit_limits_and_offers_the_full_report(
     assert len(message.text) <= 3000
 
 
+def test_a_huge_checked_report_with_hostile_dns_text_stays_within_limits_and_escaped():
+    from bot.checks import PROBLEM, CheckResult
+
+    report = diagnose_text(_many_recipients(60), "paste")
+    txt = "v=spf1 <!channel> @here <@U123> & " + "x" * 400  # a TXT record is anyone's text
+    for delivery in report.deliveries:
+        delivery.checks = [CheckResult("spf", "slow.example.net", PROBLEM, txt, facts=(txt,) * 20)] * 8
+    message = render_report(report, "tok")
+    assert check_blocks(message.blocks) == [] and message.truncated
+    assert all(o.get("verbatim") is True for o in mrkdwn_objects(message.blocks))
+    shown = "\n".join(texts(message.blocks))
+    assert "*Checked now:*" in shown and "&lt;!channel&gt;" in shown and "<!channel>" not in shown
+    assert "check_now" not in json.dumps(message.blocks)  # checked already
+
+
 def test_evidence_of_a_long_story_is_cut_to_fit():
     report = diagnose_text(
         _many_recipients(1)
@@ -998,3 +1013,89 @@ def test_serve_slack_socket_mode_connects_from_the_command_line(tmp_path):
         process.wait(WAIT)
         ws.close()
         api.close()
+
+
+# --- Check now ---------------------------------------------------------------------------------
+
+MX_NOT_FOUND = FIXTURES / "postfix" / "mx-not-found.log"
+
+
+def _check_button_of_a_paste(running: Harness, ts: str) -> str:
+    running.slack.event(message_event(slackify(MX_NOT_FOUND.read_text()), ts))
+    [post] = running.api.wait_calls("chat.postMessage")
+    assert "dns-mx-failure" in _all_text(post) and "Checked now" not in _all_text(post)
+    return _button(_blocks(post), "check_now")
+
+
+@pytest.mark.slow
+def test_check_now_on_a_pasted_log_answers_the_clicker_with_what_dns_says_now(tmp_path, resolver):
+    work = ThreadPoolExecutor(max_workers=2)  # the web process's set-up: the checks run in our pool, after the ack
+    running, stop = _start(tmp_path, work=work, resolver=resolver)
+    try:
+        ts = "1700003000.000100"
+        value = _check_button_of_a_paste(running, ts)
+        status, _ = running.slack.interactive(
+            block_action("check_now", value, "1700003000.000900", running.api, thread_ts=ts)
+        )
+        assert status == 200
+        [shown] = running.api.wait_calls("chat.postEphemeral")
+        assert shown.args["user"] == "U0ANNA" and shown.args["thread_ts"] == ts
+        blocks = _blocks(shown)
+        assert check_blocks(blocks) == [] and all(o.get("verbatim") is True for o in mrkdwn_objects(blocks))
+        checked = next(t for t in texts(blocks) if t.startswith("*Checked now:*"))
+        assert "✗ *DNS* `no-such-domain.example`" in checked and "NXDOMAIN" in checked
+        assert "check_now" not in json.dumps(blocks)  # checked already: no second button
+        rows = [(r["user"], r["query"], r["outcome"]) for r in Store(running.settings.db).audit_rows()]
+        assert rows == [("U0ANNA", "check (a pasted log's answer)", "answered: 1 checks")]
+    finally:
+        stop()
+        work.shutdown(wait=True)
+
+
+@pytest.mark.slow
+def test_check_now_is_refused_to_those_who_may_not_query_and_audited(harness):
+    ts = "1700003100.000100"
+    value = _check_button_of_a_paste(harness, ts)
+    harness.slack.interactive(
+        block_action("check_now", value, "1700003100.000900", harness.api, "C0OPS", user="U0EVE", thread_ts=ts)
+    )
+    harness.api.wait_calls("chat.postEphemeral")  # C0OPS is allowed: Eve may; now elsewhere
+    harness.slack.interactive(
+        block_action("check_now", value, "1700003100.000901", harness.api, "C0RANDOM", user="U0EVE")
+    )
+    refused = harness.api.wait_calls("chat.postEphemeral", 2)[1]
+    assert refused.args["user"] == "U0EVE" and "not enabled for you here" in _all_text(refused)
+    outcomes = [(r["user"], r["channel"], r["outcome"]) for r in Store(harness.settings.db).audit_rows()]
+    assert outcomes[-1] == ("U0EVE", "C0RANDOM", "refused")
+
+
+@pytest.mark.slow
+def test_check_now_too_often_gets_a_polite_notice(tmp_path, resolver):
+    running, stop = _start(tmp_path, resolver=resolver, check_rate=1)
+    try:
+        ts = "1700003200.000100"
+        value = _check_button_of_a_paste(running, ts)
+        for n in range(2):
+            running.slack.interactive(
+                block_action("check_now", value, f"1700003200.00090{n}", running.api, thread_ts=ts)
+            )
+            running.api.wait_calls("chat.postEphemeral", n + 1)
+        first, second = running.api.made("chat.postEphemeral")
+        assert "Checked now" in _all_text(first)
+        assert "try again in" in _all_text(second) and "Checked now" not in _all_text(second)
+        outcomes = [r["outcome"] for r in Store(running.settings.db).audit_rows()]
+        assert outcomes == ["answered: 1 checks", "rate-limited"]
+    finally:
+        stop()
+
+
+@pytest.mark.slow
+def test_slash_address_check_adds_checked_now(tmp_path, resolver):
+    running, stop = _start(tmp_path, resolver=resolver, logs=[str(MX_NOT_FOUND)], db=str(tmp_path / "none.db"))
+    try:
+        running.slack.command("check info@no-such-domain.example")
+        [answer] = running.api.wait_calls("response")
+        blocks = _blocks(answer)
+        assert check_blocks(blocks) == [] and "NXDOMAIN" in next(t for t in texts(blocks) if "Checked now" in t)
+    finally:
+        stop()

@@ -1,7 +1,7 @@
 """The console surface: the chat bot in a terminal, no tokens, no network.
 
 Paste a log and end it with an empty line, or with Ctrl-D, which also ends the session; type
-/whyfailed ADDRESS, /kb QUERY, /help, /quit. Piped input works the same way, one message per
+/whyfailed ADDRESS, /kb QUERY, /check, /help, /quit. Piped input works the same way, one message per
 blank-line-separated block.
 """
 
@@ -28,6 +28,8 @@ Paste a mail log or a bounce message, then an empty line: I say why the mail
 was not delivered. Ctrl-D after a paste diagnoses it too, and ends the session.
 
   /whyfailed ADDRESS [--since 2d]  deliveries to or from ADDRESS (or @domain)
+                   [--check]       ... and check now what the diagnosis blames
+  /check                           check the last answer now (DNS, SPF...)
   /kb QUERY                        search the knowledge base: words, codes, ids
   /help                            this text
   /quit                            leave (so does Ctrl-D on an empty line)"""
@@ -95,6 +97,7 @@ def run_console(conversation: Conversation, stream: TextIO | None = None, consol
     console = console or Console(highlight=False)
     context = Context(surface="console", user=_whoami())
     limit = conversation.settings.max_paste_bytes
+    last: Reply | None = None  # the last answer with a report: what /check checks
     if interactive:
         console.print(f"[bold]whyfailed chat[/bold] — {GREETING}")
     for message in _messages(stream, console, interactive, limit):
@@ -114,10 +117,14 @@ def run_console(conversation: Conversation, stream: TextIO | None = None, consol
                 reply = conversation.on_command(f"kb {rest}", context)
             elif command == "whyfailed":
                 reply = conversation.on_command(rest, context)
+            elif command == "check":
+                reply = conversation.check_reply(last, context)
             else:
                 reply = Reply("notice", text=f"Unknown command /{command}. Try /help.")
         else:
             reply = conversation.on_message(message.text, context) if message.text.strip() else None
+        if reply is not None and reply.report is not None:
+            last = reply
         render_reply(reply, console)
         console.print()
     return 0

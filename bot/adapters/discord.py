@@ -19,6 +19,8 @@ from discord import app_commands
 
 from bot.adapters.discord_files import AttachmentReader
 from bot.adapters.discord_settings import DiscordSettings
+from bot.adapters.memory import Memory
+from bot.checks import checkable
 from bot.conversation import Context, Conversation, Reply, store_audit
 from bot.render.discord import REPORT_FILE, DiscordReply, render_notice, render_reply, safe
 from bot.settings import Settings
@@ -59,12 +61,13 @@ class DiscordBot(discord.Client):
         self.settings, self.options = settings, options
         self.conversation = conversation or Conversation(settings, audit=store_audit(settings.store_target))
         self.files = AttachmentReader(options.max_attachment_bytes, settings.max_paste_bytes)
+        self.memory = Memory()  # the answers behind Check now buttons
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self.on_app_command_error)
         register_commands(self)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(FeedbackButton)  # buttons keep working across restarts
+        self.add_dynamic_items(FeedbackButton, CheckButton)  # buttons keep working across restarts
         if self.options.sync_commands:
             await self.sync_commands()
 
@@ -129,7 +132,13 @@ class DiscordBot(discord.Client):
         rendered = render_reply(reply, self.options.article_url)
         if problems:
             rendered.messages[0].content = (safe(" ".join(problems)) + "\n" + rendered.messages[0].content)[:2000]
-        await self.send_report(message, rendered)
+        await self.send_report(message, rendered, self.check_token(reply, context))
+
+    def check_token(self, reply: Reply | None, context: Context) -> str | None:
+        """A Check now button's token when a live check could confirm one of the answer's diagnoses."""
+        if reply is None or reply.report is None or not any(checkable(d) for d in reply.report.deliveries):
+            return None
+        return self.memory.keep(reply, context.user)
 
     async def gather(self, message: discord.Message) -> tuple[str, str, list[str]]:
         """The message's text and its text attachments, as pasted; and what could not be read."""
@@ -137,9 +146,9 @@ class DiscordBot(discord.Client):
         texts, names, problems = await self.files.read(message.attachments, len(text.encode("utf-8", "replace")))
         return "\n".join(p for p in (text, *texts) if p.strip()), ", ".join(names) or "message", problems
 
-    async def send_report(self, message: discord.Message, rendered: DiscordReply) -> None:
+    async def send_report(self, message: discord.Message, rendered: DiscordReply, check: str | None = None) -> None:
         """Short answers as a reply; long ones in a thread on the message, or the thread it is in."""
-        view = feedback_view(rendered.diagnoses)
+        view = feedback_view(rendered.diagnoses, check)
         if not rendered.long:
             page = rendered.messages[0]
             await message.reply(
@@ -192,9 +201,11 @@ class DiscordBot(discord.Client):
             ephemeral = True
         await self.follow_up(interaction, reply, ephemeral)
 
-    async def follow_up(self, interaction: discord.Interaction, reply: Reply | None, ephemeral: bool) -> None:
+    async def follow_up(
+        self, interaction: discord.Interaction, reply: Reply | None, ephemeral: bool, check: str | None = None
+    ) -> None:
         rendered = render_reply(reply, self.options.article_url) if reply else render_notice(NOT_A_LOG)
-        view = feedback_view(rendered.diagnoses)
+        view = feedback_view(rendered.diagnoses, check)
         for index, page in enumerate(rendered.messages):
             last = index == len(rendered.messages) - 1
             await interaction.followup.send(
@@ -214,6 +225,15 @@ class DiscordBot(discord.Client):
         reply = await asyncio.to_thread(self.conversation.on_message, text, context, name) if text.strip() else None
         if reply is None and problems:
             reply = Reply("notice", text=" ".join(problems))
+        await self.follow_up(interaction, reply, ephemeral=True, check=self.check_token(reply, context))
+
+    async def check_for(self, interaction: discord.Interaction, token: str) -> None:
+        """Check now: the core decides who may and how often; the checks (seconds of DNS) run in a
+        thread, off the loop and its heartbeat; the checked answer goes to the clicker alone."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        kept = self.memory.recall(token)
+        context = self.context_of(interaction)
+        reply = await asyncio.to_thread(self.conversation.check_reply, kept.reply if kept else None, context)
         await self.follow_up(interaction, reply, ephemeral=True)
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
@@ -236,10 +256,17 @@ def register_commands(bot: DiscordBot) -> None:
         address="user@example.org, or @example.org for a domain's recent failures",
         since="Only what was seen in the last 90m, 2h, 7d...",
         public="Show the answer to the channel (default: only to you)",
+        check="Also check now what the diagnosis blames: DNS, reverse DNS, blocklists, SPF/DKIM/DMARC",
     )
-    async def address(interaction: discord.Interaction, address: str, since: str | None = None, public: bool = False):
+    async def address(
+        interaction: discord.Interaction,
+        address: str,
+        since: str | None = None,
+        public: bool = False,
+        check: bool = False,
+    ):
         arguments = f"{address} --since {since}" if since else address
-        await bot.answer_command(interaction, arguments, public)
+        await bot.answer_command(interaction, arguments + (" --check" if check else ""), public)
 
     @group.command(name="kb", description="Search the knowledge base (words, an article id, or a code like 5.7.1)")
     async def kb(interaction: discord.Interaction, query: str):
@@ -294,7 +321,33 @@ class FeedbackButton(
             await _apologise(interaction)
 
 
-def feedback_view(diagnoses: list[str]) -> discord.ui.View | None:
+class CheckButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"whyfailed:check:(?P<token>[A-Za-z0-9_-]{1,24})"
+):
+    """Check now: the token names the answer in the bot's bounded memory; after a restart the
+    click still arrives and the core says the answer is gone."""
+
+    def __init__(self, token: str):
+        button = discord.ui.Button(
+            label="Check now", style=discord.ButtonStyle.primary, custom_id=f"whyfailed:check:{token}"
+        )
+        super().__init__(button)
+        self.token = token
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match[str]):
+        return cls(match["token"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await interaction.client.check_for(interaction, self.token)
+        except Exception as error:
+            log.error("check now failed: %r", error, exc_info=error)
+            await _apologise(interaction)
+
+
+def feedback_view(diagnoses: list[str], check: str | None = None) -> discord.ui.View | None:
+    """Helpful / Not helpful, and Check now when CHECK (a memory token) is given."""
     if not diagnoses:
         return None
     ids = ""
@@ -305,6 +358,8 @@ def feedback_view(diagnoses: list[str]) -> discord.ui.View | None:
     view = discord.ui.View(timeout=None)
     view.add_item(FeedbackButton(True, ids))
     view.add_item(FeedbackButton(False, ids))
+    if check:
+        view.add_item(CheckButton(check))
     return view
 
 

@@ -15,9 +15,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import replace
 from urllib.parse import urlparse
 
 from slack_bolt import App, Args, BoltResponse
@@ -26,11 +25,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from bot.adapters.memory import Memory
 from bot.adapters.slack_files import file_info, read_text_file
 from bot.adapters.slack_settings import SlackSettings
 from bot.conversation import Context, Conversation, Reply, store_audit
 from bot.render.slack import (
     ACTION_ARTICLE,
+    ACTION_CHECK,
     ACTION_EVIDENCE,
     ACTION_HELPFUL,
     ACTION_NOT_HELPFUL,
@@ -43,6 +44,7 @@ from bot.render.slack import (
     render_evidence,
     render_notice,
     render_reply,
+    render_report,
 )
 from bot.serve.metrics import REPLIES
 from bot.settings import Settings
@@ -90,49 +92,6 @@ def unslack(text: str, bot_user_id: str | None = None) -> str:
     text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     lines = [line.replace("```", "") for line in text.split("\n") if line.strip() != "```"]
     return "\n".join(lines).strip("\n")
-
-
-# --- bounded memory ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Kept:
-    reply: Reply
-    user: str  # who asked for it
-    guarded: bool = False  # a /whyfailed answer: index data, shown only to whom may_query allows
-
-
-class _Memory:
-    """What one process remembers, bounded so a busy workspace cannot grow it: the events and
-    messages already answered, and the reports behind buttons (lost on restart, by design:
-    log data is not kept at rest; the button then says so)."""
-
-    def __init__(self, seen: int = 4096, replies: int = 512):
-        self._lock = threading.Lock()
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._replies: OrderedDict[str, Kept] = OrderedDict()
-        self._sizes = (seen, replies)
-
-    def first_time(self, key: str) -> bool:
-        with self._lock:
-            if key in self._seen:
-                return False
-            self._seen[key] = None
-            while len(self._seen) > self._sizes[0]:
-                self._seen.popitem(last=False)
-            return True
-
-    def keep(self, reply: Reply, user: str, guarded: bool = False) -> str:
-        token = secrets.token_urlsafe(9)
-        with self._lock:
-            self._replies[token] = Kept(reply, user, guarded)
-            while len(self._replies) > self._sizes[1]:
-                self._replies.popitem(last=False)
-        return token
-
-    def recall(self, token: str) -> Kept | None:
-        with self._lock:
-            return self._replies.get(token)
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -187,8 +146,8 @@ class SlackBot:
         self.settings, self.slack = settings, slack
         self.work = work
         self.conversation = conversation or Conversation(settings, audit=serialised_audit(settings.store_target))
-        self.memory = _Memory()
-        self._claims = _Memory()
+        self.memory = Memory()
+        self._claims = Memory()
         self._groups: tuple[float | None, dict[str, set[str]]] = (None, {})
         self._groups_lock = threading.Lock()
         self._trusted_hosts = {"files.slack.com", urlparse(slack.api_url).hostname}
@@ -203,6 +162,7 @@ class SlackBot:
         app.action(ACTION_ARTICLE)(self._handed_over(self.on_article))
         app.action(re.compile(f"^({ACTION_HELPFUL}|{ACTION_NOT_HELPFUL})$"))(self._handed_over(self.on_feedback))
         app.action(ACTION_SHARE)(self._handed_over(self.on_share))
+        app.action(ACTION_CHECK)(self._handed_over(self.on_check))
         app.error(self.on_error)
         return app
 
@@ -371,6 +331,29 @@ class SlackBot:
             self._tell(body, client, render_notice(NOT_YOURS))
             return
         self._tell(body, client, render_evidence(report.deliveries[int(index)]))
+
+    def on_check(self, ack, body: dict, action: dict, client: WebClient) -> None:
+        """Check now, for one recipient of a remembered answer: the core decides who may and how
+        often (checks can take seconds: this runs after the ack, in the work pool when there is
+        one); the checked answer goes to the clicker alone, as evidence does."""
+        ack()
+        token, _, index = (action.get("value") or "").rpartition(":")
+        kept = self.memory.recall(token)
+        report = kept.reply.report if kept else None
+        asked = None
+        if report is not None and index.isdigit() and int(index) < len(report.deliveries):
+            one = replace(report, deliveries=[report.deliveries[int(index)]])
+            asked = Reply("report", report=one, address=kept.reply.address)
+        clicker = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        context = Context("slack", clicker, channel, self._user_groups(client, clicker))
+        reply = self.conversation.check_reply(asked, context)
+        if reply.kind != "report":
+            self._tell(body, client, render_reply(reply, ""))
+            return
+        # kept for its own Show evidence button, under the same requester and guard as the original
+        again = self.memory.keep(reply, kept.user, kept.guarded)
+        self._tell(body, client, render_report(reply.report, again))
 
     def _may_see(self, body: dict, client: WebClient, requester: str) -> bool:
         """A shared /whyfailed answer is seen by the whole channel; its evidence (more log lines)

@@ -50,8 +50,40 @@ class CheckResult:
         }
 
 
+# Which checks confirm which diagnosis (bot/checks/run.py plans and runs them). Here, not in
+# run.py, so renderers can offer "Check now" without importing dnspython.
+CHECKS_FOR: dict[str, tuple[str, ...]] = {
+    "dns-mx-failure": ("dns",),
+    "dns-lookup-failed": ("dns",),
+    "reverse-dns-missing": ("reverse", "dnsbl"),
+    "blocked-reputation": ("reverse", "dnsbl"),
+    "client-reverse-dns-missing": ("reverse", "dnsbl"),
+    "client-blocklisted": ("reverse", "dnsbl"),
+    "auth-spf-dkim-dmarc": ("auth",),
+    "client-auth-spf-dkim-dmarc": ("auth",),
+    "tls-failure": ("tls",),
+}
+
+
+def checkable(delivery) -> bool:
+    """A live check could confirm DELIVERY's diagnosis, and none has run yet: where chat
+    surfaces offer "Check now"."""
+    return delivery.checks is None and delivery.diagnosis is not None and delivery.diagnosis.id in CHECKS_FOR
+
+
 def could_not_check(check: str, target: str, why: str, resolver: str | None = None, **data) -> CheckResult:
     return CheckResult(check, target, COULD_NOT_CHECK, f"Could not check: {why}", data=data, resolver=resolver)
 
 
-__all__ = ["CheckResult", "could_not_check", "OK", "PROBLEM", "WARNING", "COULD_NOT_CHECK", "SKIPPED", "STATUSES"]
+__all__ = [
+    "CHECKS_FOR",
+    "checkable",
+    "CheckResult",
+    "could_not_check",
+    "OK",
+    "PROBLEM",
+    "WARNING",
+    "COULD_NOT_CHECK",
+    "SKIPPED",
+    "STATUSES",
+]

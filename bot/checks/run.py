@@ -18,22 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.checks import SKIPPED, CheckResult, auth, could_not_check, dkim, dnsbl, reverse, tls
+from bot.checks import CHECKS_FOR, SKIPPED, CheckResult, auth, checkable, could_not_check, dkim, dnsbl, reverse, tls
 from bot.checks.dns import DnsClient, ResolverError, resolver_address
 from bot.checks.domain import check_domain
 from bot.model import Delivery, Report
 
-CHECKS_FOR: dict[str, tuple[str, ...]] = {
-    "dns-mx-failure": ("dns",),
-    "dns-lookup-failed": ("dns",),
-    "reverse-dns-missing": ("reverse", "dnsbl"),
-    "blocked-reputation": ("reverse", "dnsbl"),
-    "client-reverse-dns-missing": ("reverse", "dnsbl"),
-    "client-blocklisted": ("reverse", "dnsbl"),
-    "auth-spf-dkim-dmarc": ("auth",),
-    "client-auth-spf-dkim-dmarc": ("auth",),
-    "tls-failure": ("tls",),
-}
+__all__ = ["CHECKS_FOR", "CheckSettings", "Task", "check_report", "checkable", "checks_for", "run_tasks"]
 MAX_WORKERS = 8
 MAX_TASKS = 60  # distinct checks for one report; a huge log gets the first ones
 

@@ -69,6 +69,21 @@ def markdown_checks(checks: list[CheckResult] | None) -> list[str]:
     return out
 
 
+def check_lines(
+    checks: list[CheckResult] | None, text: Callable[[str], str], code: Callable[[str], str], facts: int = 4
+) -> list[str]:
+    """Lines for a chat surface's markup: TEXT escapes what a check says (a TXT record is someone
+    else's text), CODE makes an inline code span; the surface cuts them to its own limits."""
+    lines = []
+    for check in checks or []:
+        label = NAMES.get(check.check, check.check)
+        lines.append(f"{ICONS.get(check.status, '?')} *{label}* {code(check.target)}: {text(check.summary)}")
+        lines += [f"      {code(fact[:300])}" for fact in check.facts[:facts]]
+        if len(check.facts) > facts:
+            lines.append(f"      … {len(check.facts) - facts} more")
+    return lines
+
+
 def plain_checks(checks: list[CheckResult] | None) -> list[str]:
     """Plain lines, for chat surfaces without markup."""
     lines = []

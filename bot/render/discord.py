@@ -22,6 +22,7 @@ from bot.conversation import Reply
 from bot.knowledge import Article
 from bot.model import Delivery, Report
 from bot.render import common
+from bot.render.checks import check_lines
 from bot.render.common import ICONS, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
 from bot.render.markdown import render_markdown
 
@@ -160,6 +161,10 @@ def render_delivery(delivery: Delivery, article_url: str = "") -> tuple[discord.
         value, was_cut = clip(fence(steps), 800)
         embed.add_field(name="Timeline", value=value, inline=False)
         cut |= was_cut
+    if delivery.checks:  # what a live check found now: DNS answers are someone else's text, escaped
+        value, was_cut = clip("\n".join(check_lines(delivery.checks, safe, code, facts=3)), MAX_FIELD_VALUE)
+        embed.add_field(name="Checked now", value=value, inline=False)
+        cut |= was_cut
     if diagnosis and diagnosis.next_steps:
         # the knowledge base's own Markdown (`virtual_mailbox_maps`), shown as written
         value, was_cut = clip("\n".join(f"• {unping(s)}" for s in diagnosis.next_steps), MAX_FIELD_VALUE)
@@ -257,11 +262,13 @@ Paste a mail log or a bounce message in a help channel (plain text, a code block
 each recipient, at which SMTP step, how sure I am, and what to do next.
 
 **Commands**
-`/whyfailed address user@example.org [since:2d]` the latest deliveries to or from an address \
-(`@example.org` for a domain's failures); only you see the answer
+`/whyfailed address user@example.org [since:2d] [check:True]` the latest deliveries to or from an address \
+(`@example.org` for a domain's failures); only you see the answer. `check:True` also checks now what the \
+diagnosis blames (DNS, reverse DNS, blocklists, SPF/DKIM/DMARC)
 `/whyfailed kb QUERY` search the knowledge base (a code like `5.7.1` works)
 `/whyfailed help` this text
-Right-click a message > **Apps** > **Diagnose delivery problem** diagnoses any message for you alone."""
+Right-click a message > **Apps** > **Diagnose delivery problem** diagnoses any message for you alone.
+**Check now** under an answer runs those live checks on it, for you alone."""
 
 
 def render_article(article: Article, others: list[Article] = ()) -> DiscordReply:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bot.checks import checkable
 from bot.conversation import Reply
 from bot.knowledge import Article
 from bot.model import STAGE_LABELS, Delivery, Report
 from bot.render import common
+from bot.render.checks import check_lines
 from bot.render.common import ICONS, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
 from bot.render.markdown import render_markdown
 
@@ -36,6 +38,7 @@ ACTION_HELPFUL = "feedback_helpful"
 ACTION_NOT_HELPFUL = "feedback_not_helpful"
 ACTION_ARTICLE = "show_article"
 ACTION_SHARE = "share_in_channel"
+ACTION_CHECK = "check_now"
 
 
 @dataclass
@@ -130,9 +133,16 @@ def _delivery_text(delivery: Delivery) -> str:
     return "\n".join(out)
 
 
+def _checks_text(delivery: Delivery) -> str:
+    """The "Checked now" section: its own block, so a long report's section keeps its 3000."""
+    return "\n".join(["*Checked now:*", *check_lines(delivery.checks, escape, _code)])
+
+
 def _delivery_actions(delivery: Delivery, token: str, index: int) -> dict:
     ref = f"{token}:{index}"
     elements = [_button("Show evidence", ACTION_EVIDENCE, ref)]
+    if checkable(delivery):
+        elements.append(_button("Check now", ACTION_CHECK, ref))
     if delivery.diagnosis:
         diagnosis_id = delivery.diagnosis.id
         elements += [
@@ -164,12 +174,18 @@ def render_report(report: Report, token: str, share: bool = False, whole: str = 
     title = f"Why it failed: {count} recipient{'s' * (count != 1)}, {failed} not delivered"
     blocks: list[dict] = [_header(title)]
     reserve = 3  # footer, share button, cut note
-    room = (MAX_BLOCKS - len(blocks) - reserve) // 2
+    per = 3 if any(d.checks for d in report.deliveries) else 2  # section, (checks,) buttons
+    room = (MAX_BLOCKS - len(blocks) - reserve) // per
     truncated = count > room
     for index, delivery in enumerate(report.deliveries[:room]):
         section, cut = _section(_delivery_text(delivery), f"_… cut here. {whole}_")
         truncated |= cut
-        blocks += [section, _delivery_actions(delivery, token, index)]
+        blocks.append(section)
+        if delivery.checks:
+            checked, cut = _section(_checks_text(delivery), f"_… cut here. {whole}_")
+            truncated |= cut
+            blocks.append(checked)
+        blocks.append(_delivery_actions(delivery, token, index))
     if not count:  # mail log lines, but none tells a delivery's story (connects, queue lines...)
         blocks.append(_section("No delivery attempts were found in this input: no recipient and no outcome.")[0])
     blocks.append(context_block(_footer(report)))
