@@ -12,11 +12,19 @@ import asyncio
 import io
 import logging
 import re
-import sqlite3
 
 import discord
 from discord import app_commands
 
+from bot.adapters.discord_buttons import (
+    APOLOGY,
+    NO_PINGS,
+    CheckButton,
+    FeedbackButton,
+    apologise,
+    channel_id,
+    feedback_view,
+)
 from bot.adapters.discord_files import AttachmentReader
 from bot.adapters.discord_settings import DiscordSettings
 from bot.adapters.memory import Memory
@@ -27,9 +35,7 @@ from bot.settings import Settings
 
 log = logging.getLogger("whyfailed.discord")
 
-NO_PINGS = discord.AllowedMentions.none()
 CONTEXT_MENU = "Diagnose delivery problem"
-APOLOGY = "Sorry, something went wrong on my side while reading that. The error was logged; please try again later."
 NOT_A_LOG = (
     "That does not look like a mail log or a bounce message, so there is nothing to diagnose. "
     "Paste log lines (a code block is fine), attach a .log/.txt/.eml file, or try /whyfailed help."
@@ -122,7 +128,7 @@ class DiscordBot(discord.Client):
 
     async def diagnose_message(self, message: discord.Message) -> None:
         text, name, problems = await self.gather(message)
-        context = Context("discord", str(message.author.id), str(_channel_id(message.channel)))
+        context = Context("discord", str(message.author.id), str(channel_id(message.channel)))
         reply = await asyncio.to_thread(self.conversation.on_message, text, context, name) if text.strip() else None
         if reply is None:
             if problems or self.mentioned(message) or message.guild is None:
@@ -187,7 +193,7 @@ class DiscordBot(discord.Client):
         """Who asks where: roles (ids) are the user's groups, so WHYFAILED_ALLOWED_USERS may name a role."""
         roles = getattr(interaction.user, "roles", [])
         groups = tuple(str(r.id) for r in roles if not r.is_default())
-        return Context("discord", str(interaction.user.id), str(_channel_id(interaction.channel)), groups)
+        return Context("discord", str(interaction.user.id), str(channel_id(interaction.channel)), groups)
 
     async def answer_command(self, interaction: discord.Interaction, arguments: str, public: bool = False) -> None:
         context = self.context_of(interaction)
@@ -221,7 +227,7 @@ class DiscordBot(discord.Client):
         """The context menu: any message, diagnosed for the person who asked, alone."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         text, name, problems = await self.gather(message)
-        context = Context("discord", str(interaction.user.id), str(_channel_id(interaction.channel)))
+        context = Context("discord", str(interaction.user.id), str(channel_id(interaction.channel)))
         reply = await asyncio.to_thread(self.conversation.on_message, text, context, name) if text.strip() else None
         if reply is None and problems:
             reply = Reply("notice", text=" ".join(problems))
@@ -238,7 +244,7 @@ class DiscordBot(discord.Client):
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
         log.error("app command failed: %r", error, exc_info=error)
-        await _apologise(interaction)
+        await apologise(interaction)
 
     @staticmethod
     async def _quietly(coroutine) -> None:
@@ -283,127 +289,13 @@ def register_commands(bot: DiscordBot) -> None:
     bot.tree.add_command(app_commands.ContextMenu(name=CONTEXT_MENU, callback=diagnose))
 
 
-# --- feedback ----------------------------------------------------------------------------------
-
-
-class FeedbackButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"whyfailed:fb:(?P<helpful>[01]):(?P<ids>[a-z0-9,-]{0,80})"
-):
-    """Helpful / Not helpful, one pair per answer: a vote on the answer as a whole, so it counts
-    for each distinct diagnosis the answer gave (one feedback row per diagnosis id). The ids ride
-    in the custom_id, so a click is understood even after a restart, with nothing kept in memory."""
-
-    def __init__(self, helpful: bool, ids: str):
-        style = discord.ButtonStyle.success if helpful else discord.ButtonStyle.secondary
-        label = "Helpful" if helpful else "Not helpful"
-        super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"whyfailed:fb:{int(helpful)}:{ids}"))
-        self.helpful, self.ids = helpful, ids
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match[str]):
-        return cls(match["helpful"] == "1", match["ids"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        try:
-            client = interaction.client
-            row = {
-                "user": str(interaction.user.id),
-                "channel": str(_channel_id(interaction.channel)),
-                "guild": str(interaction.guild_id) if interaction.guild_id else None,
-                "helpful": self.helpful,
-                "message_id": str(interaction.message.id) if interaction.message else None,
-            }
-            await asyncio.to_thread(save_feedback, client.settings.store_target, self.ids.split(","), **row)
-            thanks = "Thanks, noted as helpful." if self.helpful else "Thanks, noted as not helpful."
-            await interaction.response.send_message(thanks, ephemeral=True, allowed_mentions=NO_PINGS)
-        except Exception as error:
-            log.error("feedback failed: %r", error, exc_info=error)
-            await _apologise(interaction)
-
-
-class CheckButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"whyfailed:check:(?P<token>[A-Za-z0-9_-]{1,24})"
-):
-    """Check now: the token names the answer in the bot's bounded memory; after a restart the
-    click still arrives and the core says the answer is gone."""
-
-    def __init__(self, token: str):
-        button = discord.ui.Button(
-            label="Check now", style=discord.ButtonStyle.primary, custom_id=f"whyfailed:check:{token}"
-        )
-        super().__init__(button)
-        self.token = token
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match[str]):
-        return cls(match["token"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        try:
-            await interaction.client.check_for(interaction, self.token)
-        except Exception as error:
-            log.error("check now failed: %r", error, exc_info=error)
-            await _apologise(interaction)
-
-
-def feedback_view(diagnoses: list[str], check: str | None = None) -> discord.ui.View | None:
-    """Helpful / Not helpful, and Check now when CHECK (a memory token) is given."""
-    if not diagnoses:
-        return None
-    ids = ""
-    for item in diagnoses:  # whole ids only, within the custom_id's room
-        if len(ids) + len(item) + 1 > 80:
-            break
-        ids = f"{ids},{item}" if ids else item
-    view = discord.ui.View(timeout=None)
-    view.add_item(FeedbackButton(True, ids))
-    view.add_item(FeedbackButton(False, ids))
-    if check:
-        view.add_item(CheckButton(check))
-    return view
-
-
-def save_feedback(target: str, diagnoses: list[str], **row) -> None:
-    """One row per diagnosis id of the click, in the `feedback` table beside the index: counting
-    the rows of one id then counts the votes on answers that gave it."""
-    from bot.store import Store, StoreError
-
-    try:
-        store = Store(target, patience=5.0)
-        try:
-            for item in diagnoses:
-                if item:
-                    store.record_feedback("discord", diagnosis=item, **row)
-        finally:
-            store.close()
-    except (StoreError, sqlite3.Error) as error:  # a full disk should not turn a thank-you into an apology
-        log.error("could not store feedback: %s", error)
-
-
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _channel_id(channel) -> int | None:
-    """Threads count as their channel: an answer in a thread of an allowed channel stays allowed."""
-    if channel is None:
-        return None
-    return getattr(channel, "parent_id", None) or channel.id
 
 
 def _report_file(rendered: DiscordReply) -> list[discord.File]:
     if not (rendered.truncated and rendered.full_report):
         return []
     return [discord.File(io.BytesIO(rendered.full_report.encode("utf-8")), filename=REPORT_FILE)]
-
-
-async def _apologise(interaction: discord.Interaction) -> None:
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(APOLOGY, ephemeral=True, allowed_mentions=NO_PINGS)
-        else:
-            await interaction.response.send_message(APOLOGY, ephemeral=True, allowed_mentions=NO_PINGS)
-    except discord.HTTPException as error:
-        log.error("could not apologise: %r", error)
 
 
 # --- serving -----------------------------------------------------------------------------------
