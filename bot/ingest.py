@@ -73,10 +73,11 @@ class ParsedChunk:
     lines: int
 
 
-def parse_chunk(lines: list[str], first_line: int) -> ParsedChunk:
+def parse_chunk(lines: list[str], first_line: int, prefilter: bool = True) -> ParsedChunk:
     """The pure part of ingesting a chunk: parse, correlate, diagnose from what it holds.
-    Runs in a worker process, so both cores parse while the main process writes."""
-    parsed = parse_lines(lines, first_line)
+    Runs in a worker process, so both cores parse while the main process writes.
+    `prefilter`: skip the lines the index never needs before any parsing (bot/parse/prefilter.py)."""
+    parsed = parse_lines(lines, first_line, skip_needless=prefilter)
     deliveries = correlate_events(parsed.events)
     articles = load_articles()
     for delivery in deliveries:
@@ -111,6 +112,7 @@ def ingest_file(
     on_progress: Callable[[int], None] | None = None,
     chunk_lines: int = 20000,
     pool: Executor | None = None,
+    prefilter: bool = True,
 ) -> None:
     """Index one file from its saved position (or from the start, if it is new or was rotated).
     With a pool, chunks are parsed ahead in other processes and written here in file order."""
@@ -134,9 +136,9 @@ def ingest_file(
     for chunk in read_chunks(path, offset, first_line, chunk_lines):
         position = Position(key, inode, chunk.end_offset, chunk.first_line + len(chunk.lines) - 1)
         if pool is None:
-            pending.append((parse_chunk(chunk.lines, chunk.first_line), position))
+            pending.append((parse_chunk(chunk.lines, chunk.first_line, prefilter), position))
         else:
-            pending.append((pool.submit(parse_chunk, chunk.lines, chunk.first_line), position))
+            pending.append((pool.submit(parse_chunk, chunk.lines, chunk.first_line, prefilter), position))
         while len(pending) > (_LOOKAHEAD if pool is not None else 0):
             write_oldest()
     while pending:
@@ -150,6 +152,7 @@ def ingest_paths(
     source: str | None = None,
     on_progress: Callable[[int], None] | None = None,
     chunk_lines: int = 20000,
+    prefilter: bool = True,
 ) -> IngestStats:
     stats = IngestStats()
     started = time.perf_counter()
@@ -161,7 +164,7 @@ def ingest_paths(
                 continue
             try:
                 with _pool_for(path, chunk_lines) as pool:
-                    ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines, pool)
+                    ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines, pool, prefilter)
             except PermissionError:
                 stats.skipped.append(f"{path}: permission denied")
             except OSError as error:
