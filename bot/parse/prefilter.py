@@ -13,7 +13,9 @@ errors; Postfix lines without a queue id tell no story, and a program with no gr
   (a strict subset of both: a hostname that starts with a letter or digit, no RFC 5424), and
 - its program is not one we parse (see `_PROGRAMS` in bot/parse/__init__.py) and names no
   Postfix service, or it is Postfix and the message starts with one of the noise phrases
-  below, none of which can be a queue id, `NOQUEUE:` or `connect to`.
+  below, none of which can be a queue id, `NOQUEUE:` or `connect to`, or
+- it is a Postfix queue line that correlation files as context only (`client=`, `removed`,
+  bounce notifications): the index keeps attempts and message facts, not context.
 tests/test_prefilter.py holds this to account: the same index with and without it.
 """
 
@@ -52,8 +54,17 @@ _POSTFIX_NOISE = (
 # smtpd (OpenSMTPD), qmail* or haraka.
 _OTHER_PROGRAM = r"(?![^\s\[\]:]*postfix)(?!exim|sendmail[\[:]|sm-|smtpd[\[:]|qmail|haraka[\[:])[^\s\[\]:]+"
 
+# Queue lines that are context only: correlation keeps them beside a message's stories, but the
+# index stores attempts and message facts (sender, message-id), never context.
+_QUEUE_ID = r"(?:[0-9A-F]{5,15}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,20})"
+_POSTFIX_CONTEXT = (
+    rf"{_QUEUE_ID}: client=",
+    rf"{_QUEUE_ID}: removed",
+    rf"{_QUEUE_ID}: sender (?:non-delivery|delivery status|delay) notification: ",
+)
+
 _SKIP = re.compile(
-    rf"{_HEADER}(?:[^\s\[\]:]*postfix[^\s\[\]:]*(?:\[[0-9]+\])?: (?:{'|'.join(_POSTFIX_NOISE)})"
+    rf"{_HEADER}(?:[^\s\[\]:]*postfix[^\s\[\]:]*(?:\[[0-9]+\])?: (?:{'|'.join(_POSTFIX_NOISE + _POSTFIX_CONTEXT)})"
     rf"|{_OTHER_PROGRAM}(?:\[[0-9]+\])?:)"
 )
 
