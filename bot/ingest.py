@@ -18,7 +18,7 @@ from pathlib import Path
 from bot.correlate import correlate_events
 from bot.knowledge import load_articles
 from bot.parse import parse_lines
-from bot.rules import diagnose_delivery
+from bot.rules import diagnose_brief, diagnose_delivery
 from bot.sources.files import expand, inode_of, read_chunks
 from bot.store import Position, Store
 
@@ -78,21 +78,24 @@ def parse_chunk(lines: list[str], first_line: int, prefilter: bool = True) -> Pa
     Runs in a worker process, so both cores parse while the main process writes.
     `prefilter`: skip the lines the index never needs before any parsing (bot/parse/prefilter.py)."""
     parsed = parse_lines(lines, first_line, skip_needless=prefilter)
-    deliveries = correlate_events(parsed.events)
+    return _diagnosed(correlate_events(parsed.events), parsed.events, len(parsed.unparsed), len(lines))
+
+
+def _diagnosed(deliveries: list, events: list, unparsed: int, lines: int) -> ParsedChunk:
     articles = load_articles()
     for delivery in deliveries:
-        delivery.diagnosis = diagnose_delivery(delivery, articles)
-    return ParsedChunk(deliveries, _messages(parsed.events), len(parsed.unparsed), len(lines))
+        delivery.diagnosis = diagnose_brief(delivery, articles)  # the index keeps id, title, confidence
+        if delivery.queue_id:
+            # The store keys a queued story on its queue id and keeps no context lines: not
+            # sending them back to the writer process saves pickling on both sides.
+            delivery.context = []
+    return ParsedChunk(deliveries, _messages(events), unparsed, lines)
 
 
 def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
     """parse_chunk for sources that read their own records into events (journald's JSON):
     correlate the events and diagnose the stories they tell."""
-    deliveries = correlate_events(events)
-    articles = load_articles()
-    for delivery in deliveries:
-        delivery.diagnosis = diagnose_delivery(delivery, articles)
-    return ParsedChunk(deliveries, _messages(events), unparsed, lines)
+    return _diagnosed(correlate_events(events), events, unparsed, lines)
 
 
 def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Position, stats: IngestStats) -> None:
