@@ -18,8 +18,8 @@ from pathlib import Path
 from bot.correlate import correlate_events
 from bot.knowledge import load_articles
 from bot.parse import parse_lines
-from bot.rules import diagnose_brief, diagnose_delivery
-from bot.sources.files import expand, inode_of, read_chunks
+from bot.rules import diagnose_brief
+from bot.sources.files import decode_lines, expand, inode_of, read_chunks
 from bot.store import Position, Store
 
 _MESSAGE_KINDS = ("queued", "message-id")
@@ -92,6 +92,12 @@ def _diagnosed(deliveries: list, events: list, unparsed: int, lines: int) -> Par
     return ParsedChunk(deliveries, _messages(events), unparsed, lines)
 
 
+def parse_block(data: bytes, first_line: int, prefilter: bool = True) -> ParsedChunk:
+    """parse_chunk for a file's chunk as bytes: decoding the lines is part of the work a
+    worker process takes off the writer."""
+    return parse_chunk(decode_lines(data), first_line, prefilter)
+
+
 def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
     """parse_chunk for sources that read their own records into events (journald's JSON):
     correlate the events and diagnose the stories they tell."""
@@ -101,7 +107,7 @@ def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
 def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Position, stats: IngestStats) -> None:
     articles = load_articles()
     stats.deliveries += store.write_chunk(
-        source, parsed.deliveries, parsed.messages, position, lambda story: diagnose_delivery(story, articles)
+        source, parsed.deliveries, parsed.messages, position, lambda story: diagnose_brief(story, articles)
     )
     stats.lines += parsed.lines
     stats.unparsed += parsed.unparsed
@@ -137,11 +143,11 @@ def ingest_file(
         offset = position.offset
 
     for chunk in read_chunks(path, offset, first_line, chunk_lines):
-        position = Position(key, inode, chunk.end_offset, chunk.first_line + len(chunk.lines) - 1)
+        position = Position(key, inode, chunk.end_offset, chunk.first_line + chunk.count - 1)
         if pool is None:
-            pending.append((parse_chunk(chunk.lines, chunk.first_line, prefilter), position))
+            pending.append((parse_block(chunk.data, chunk.first_line, prefilter), position))
         else:
-            pending.append((pool.submit(parse_chunk, chunk.lines, chunk.first_line, prefilter), position))
+            pending.append((pool.submit(parse_block, chunk.data, chunk.first_line, prefilter), position))
         while len(pending) > (_LOOKAHEAD if pool is not None else 0):
             write_oldest()
     while pending:
