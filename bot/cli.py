@@ -6,7 +6,6 @@ import json
 import sys
 
 import click
-from rich.console import Console
 
 from bot import __version__
 from bot.textio import MAX_INPUT_BYTES, InputError, read_input
@@ -15,7 +14,9 @@ FORMATS = ("text", "markdown", "json", "jsonl")
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
-def _stderr() -> Console:
+def _stderr():
+    from rich.console import Console  # imported when needed: `why --format json` never pays for it
+
     return Console(stderr=True, highlight=False)
 
 
@@ -152,6 +153,8 @@ def _emit(report, fmt: str, verbose: bool, stats: bool, several: bool) -> None:
 
         click.echo(render_markdown(report))
     else:
+        from rich.console import Console
+
         from bot.render.text import print_report
 
         console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
@@ -170,6 +173,8 @@ def _print_stats(report) -> None:
         table.add_column(column, justify="left" if column == "format" else "right")
     for name, counts in sorted(report.format_stats.items()):
         table.add_row(name, *(str(counts.get(k, 0)) for k in ("parsed", "relevant", "unparsed")))
+    from rich.console import Console
+
     Console(highlight=False).print(table)
 
 
@@ -208,7 +213,6 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
     with their timeline and diagnosis."""
     import os
 
-    from bot.store import Store, StoreError
     from bot.why import normalise_address, why_from_logs, why_from_store
 
     try:
@@ -218,6 +222,8 @@ def why(address: str, since, db_path: str | None, logs: tuple[str, ...], limit: 
     if logs:
         report = why_from_logs(list(logs), address, since, limit)
     else:
+        from bot.store import Store, StoreError
+
         path = db_path or os.environ.get("WHYFAILED_DB") or "whyfailed.db"
         if not os.path.exists(path):
             _stderr().print(f"No index at {path}: run `whyfailed ingest LOG` first, or give --log LOG.", markup=False)
@@ -393,8 +399,10 @@ def doctor(online: bool, fmt: str) -> None:
         click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
     else:
         marks = {OK: "[green]✓[/green]", WARN: "[yellow]![/yellow]", FAIL: "[red]✗[/red]"}
-        console = Console(highlight=False)
+        from rich.console import Console
         from rich.markup import escape
+
+        console = Console(highlight=False)
 
         for item in findings:
             console.print(f"{marks.get(item.state, '[dim]-[/dim]')} [bold]{escape(item.area)}[/bold]: "
@@ -444,6 +452,7 @@ def kb(query: str | None, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(f"# {found.title}\n\n{found.body}")
     else:
+        from rich.console import Console
         from rich.markdown import Markdown
 
         Console().print(Markdown(f"# {found.title}\n\n{found.body}"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.correlate import correlate_events
 from bot.model import Delivery, Evidence, Report
@@ -16,7 +17,9 @@ from bot.parse import parse_line, parse_lines
 from bot.rules import diagnose_deliveries
 from bot.sources.files import expand
 from bot.sources.scan import grep_lines
-from bot.store import Store
+
+if TYPE_CHECKING:  # `why --log` needs no database: sqlite-utils is imported only for the index
+    from bot.store import Store
 
 _DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
