@@ -77,7 +77,7 @@ def parse_chunk(lines: list[str], first_line: int, prefilter: bool = True) -> Pa
     """The pure part of ingesting a chunk: parse, correlate, diagnose from what it holds.
     Runs in a worker process, so both cores parse while the main process writes.
     `prefilter`: skip the lines the index never needs before any parsing (bot/parse/prefilter.py)."""
-    parsed = parse_lines(lines, first_line, skip_needless=prefilter)
+    parsed = parse_lines(lines, first_line, skip_needless=prefilter, tally=False)
     return _diagnosed(correlate_events(parsed.events), parsed.events, len(parsed.unparsed), len(lines))
 
 

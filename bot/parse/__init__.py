@@ -135,13 +135,14 @@ def parse_text(text: str) -> ParseResult:
     return _parse_lines(text.split("\n"))
 
 
-def parse_lines(lines: list[str], first_line: int = 1, skip_needless: bool = False) -> ParseResult:
+def parse_lines(lines: list[str], first_line: int = 1, skip_needless: bool = False, tally: bool = True) -> ParseResult:
     """Parse log lines (no bounce detection): what ingest calls on each chunk of a file.
-    `skip_needless`: leave out the lines an index never needs (bot/parse/prefilter.py)."""
-    return _parse_lines(lines, first_line, needless if skip_needless else None)
+    `skip_needless`: leave out the lines an index never needs (bot/parse/prefilter.py);
+    `tally`: count lines per format (for --stats; ingest does without)."""
+    return _parse_lines(lines, first_line, needless if skip_needless else None, tally)
 
 
-def _parse_lines(lines: list[str], first_line: int = 1, skip=None) -> ParseResult:
+def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool = True) -> ParseResult:
     result = ParseResult(lines=len(lines))
     # The last logical line: its first line number, text, quality, and where its output went.
     last: dict | None = None
@@ -190,7 +191,8 @@ def _parse_lines(lines: list[str], first_line: int = 1, skip=None) -> ParseResul
         last = {"line": number, "text": line, "quality": quality, "slot": ("event", len(result.events) - 1), "span": 1}
         if inner is not line:
             last = None  # a collector's framing holds whole lines: nothing to re-join
-    result.tally()
+    if tally:
+        result.tally()
     return result
 
 
