@@ -7,6 +7,7 @@ so a restart (even after `kill -9`) continues where the last committed chunk end
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,11 +35,24 @@ def _pool_for(path: Path, chunk_lines: int):
     if cores < 2 or not big:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=min(cores, 4))
+    pool = ProcessPoolExecutor(max_workers=min(cores, 4), initializer=_exit_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In each worker: exit when the ingest process is gone. A worker waits on a queue whose
+    pipe it shares with its siblings, so after a `kill -9` of the parent it would never see
+    end-of-file and would wait forever, an orphan per kill."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 @dataclass
