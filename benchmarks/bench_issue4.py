@@ -234,7 +234,7 @@ def shell_way(log: Path, address: str) -> float:
 
 
 def bench_scan(log: Path, repeat: int) -> dict:
-    """why --log vs the shell way, on addresses with one, a few, and many messages."""
+    """why --log vs the shell way, on an address with one message and one with about ten."""
     counts: dict[str, int] = {}
     with open(log, encoding="utf-8", errors="replace") as handle:
         for line in handle:
@@ -243,7 +243,9 @@ def bench_scan(log: Path, repeat: int) -> dict:
                 address = line[at + 5 : line.find(">", at)]
                 counts[address] = counts.get(address, 0) + 1
     ranked = sorted(counts, key=counts.get)
-    picks = {"rare": ranked[len(ranked) // 4], "common": ranked[-1]}
+    # one message, and about ten (the shell way greps the whole file once per queue id, so an
+    # address with a thousand messages takes it many minutes)
+    picks = {"rare": ranked[len(ranked) // 4], "several": min(ranked, key=lambda a: abs(counts[a] - 10))}
     result = {}
     for label, address in picks.items():
         command = [*WHYFAILED, "why", address, "--log", str(log), "--format", "json"]
