@@ -6,7 +6,6 @@ import json
 import sys
 
 import click
-from rich.console import Console
 
 from bot import __version__
 from bot.textio import MAX_INPUT_BYTES, InputError, read_input
@@ -15,7 +14,9 @@ FORMATS = ("text", "markdown", "json", "jsonl")
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
-def _stderr() -> Console:
+def _stderr():
+    from rich.console import Console  # imported when needed: `why --format json` never pays for it
+
     # Off a terminal, one message is one line: scripts and log collectors read stderr too.
     return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
@@ -174,6 +175,7 @@ def _emit(report, fmt: str, verbose: bool, stats: bool, several: bool) -> None:
 
         click.echo(render_markdown(report))
     else:
+        from rich.console import Console
         from rich.markup import escape
 
         from bot.render.common import printable
@@ -195,6 +197,8 @@ def _print_stats(report) -> None:
         table.add_column(column, justify="left" if column == "format" else "right")
     for name, counts in sorted(report.format_stats.items()):
         table.add_row(name, *(str(counts.get(k, 0)) for k in ("parsed", "relevant", "unparsed")))
+    from rich.console import Console
+
     Console(highlight=False).print(table)
 
 
@@ -257,21 +261,24 @@ def why(
     with their timeline and diagnosis; with --check, what is true now."""
     import os
 
-    from bot.store import Store, StoreError
-    from bot.store_backends import is_postgres_url
     from bot.why import normalise_address, why_from_logs, why_from_store
 
     try:
         address = normalise_address(address)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="ADDRESS") from None
-    target = _store_target(db_path)
-    indexed = is_postgres_url(target) or os.path.exists(target)
-    if not logs and source and not indexed:
-        logs = tuple(_configured_files(source))  # a named file source, scanned where it lives
+    if not logs:
+        from bot.store_backends import is_postgres_url
+
+        target = _store_target(db_path)
+        indexed = is_postgres_url(target) or os.path.exists(target)
+        if source and not indexed:
+            logs = tuple(_configured_files(source))  # a named file source, scanned where it lives
     if logs:
         report = why_from_logs(list(logs), address, since, limit)
     else:
+        from bot.store import Store, StoreError
+
         if not indexed:
             _stderr().print(f"No index at {target}: run `whyfailed ingest LOG` first, or give --log LOG.", markup=False)
             sys.exit(EXIT_USAGE)
@@ -499,8 +506,10 @@ def doctor(online: bool, fmt: str) -> None:
         click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
     else:
         marks = {OK: "[green]✓[/green]", WARN: "[yellow]![/yellow]", FAIL: "[red]✗[/red]"}
-        console = Console(highlight=False)
+        from rich.console import Console
         from rich.markup import escape
+
+        console = Console(highlight=False)
 
         for item in findings:
             console.print(
@@ -559,6 +568,7 @@ def kb(query: str | None, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(f"# {found.title}\n\n{found.body}")
     else:
+        from rich.console import Console
         from rich.markdown import Markdown
 
         Console().print(Markdown(f"# {found.title}\n\n{found.body}"))

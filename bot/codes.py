@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from functools import cache
 
-import yaml
-
+from bot.datacache import cached
 from bot.resources import package_data
 
 
 @cache
 def _tables() -> dict:
-    with open(package_data("smtp_codes.yaml"), encoding="utf-8") as handle:
+    path = package_data("smtp_codes.yaml")
+    return cached("smtp-codes", [path], lambda: _load(path))
+
+
+def _load(path) -> dict:
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 

@@ -7,6 +7,7 @@ so a restart (even after `kill -9`) continues where the last committed chunk end
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,8 +19,8 @@ from pathlib import Path
 from bot.correlate import correlate_events
 from bot.knowledge import load_articles
 from bot.parse import parse_lines
-from bot.rules import diagnose_delivery
-from bot.sources.files import expand, inode_of, read_chunks
+from bot.rules import diagnose_brief
+from bot.sources.files import decode_lines, expand, inode_of, read_chunks
 from bot.store import Position, Store
 
 _MESSAGE_KINDS = ("queued", "message-id")
@@ -34,11 +35,24 @@ def _pool_for(path: Path, chunk_lines: int):
     if cores < 2 or not big:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=min(cores, 4))
+    pool = ProcessPoolExecutor(max_workers=min(cores, 4), initializer=_exit_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In each worker: exit when the ingest process is gone. A worker waits on a queue whose
+    pipe it shares with its siblings, so after a `kill -9` of the parent it would never see
+    end-of-file and would wait forever, an orphan per kill."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 @dataclass
@@ -73,31 +87,41 @@ class ParsedChunk:
     lines: int
 
 
-def parse_chunk(lines: list[str], first_line: int) -> ParsedChunk:
+def parse_chunk(lines: list[str], first_line: int, prefilter: bool = True) -> ParsedChunk:
     """The pure part of ingesting a chunk: parse, correlate, diagnose from what it holds.
-    Runs in a worker process, so both cores parse while the main process writes."""
-    parsed = parse_lines(lines, first_line)
-    deliveries = correlate_events(parsed.events)
+    Runs in a worker process, so both cores parse while the main process writes.
+    `prefilter`: skip the lines the index never needs before any parsing (bot/parse/prefilter.py)."""
+    parsed = parse_lines(lines, first_line, skip_needless=prefilter, tally=False)
+    return _diagnosed(correlate_events(parsed.events), parsed.events, len(parsed.unparsed), len(lines))
+
+
+def _diagnosed(deliveries: list, events: list, unparsed: int, lines: int) -> ParsedChunk:
     articles = load_articles()
     for delivery in deliveries:
-        delivery.diagnosis = diagnose_delivery(delivery, articles)
-    return ParsedChunk(deliveries, _messages(parsed.events), len(parsed.unparsed), len(lines))
+        delivery.diagnosis = diagnose_brief(delivery, articles)  # the index keeps id, title, confidence
+        if delivery.queue_id:
+            # The store keys a queued story on its queue id and keeps no context lines: not
+            # sending them back to the writer process saves pickling on both sides.
+            delivery.context = []
+    return ParsedChunk(deliveries, _messages(events), unparsed, lines)
+
+
+def parse_block(data: bytes, first_line: int, prefilter: bool = True) -> ParsedChunk:
+    """parse_chunk for a file's chunk as bytes: decoding the lines is part of the work a
+    worker process takes off the writer."""
+    return parse_chunk(decode_lines(data), first_line, prefilter)
 
 
 def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
     """parse_chunk for sources that read their own records into events (journald's JSON):
     correlate the events and diagnose the stories they tell."""
-    deliveries = correlate_events(events)
-    articles = load_articles()
-    for delivery in deliveries:
-        delivery.diagnosis = diagnose_delivery(delivery, articles)
-    return ParsedChunk(deliveries, _messages(events), unparsed, lines)
+    return _diagnosed(correlate_events(events), events, unparsed, lines)
 
 
 def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Position, stats: IngestStats) -> None:
     articles = load_articles()
     stats.deliveries += store.write_chunk(
-        source, parsed.deliveries, parsed.messages, position, lambda story: diagnose_delivery(story, articles)
+        source, parsed.deliveries, parsed.messages, position, lambda story: diagnose_brief(story, articles)
     )
     stats.lines += parsed.lines
     stats.unparsed += parsed.unparsed
@@ -112,6 +136,7 @@ def ingest_file(
     chunk_lines: int = 20000,
     pool: Executor | None = None,
     stop: Callable[[], bool] | None = None,
+    prefilter: bool = True,
 ) -> None:
     """Index one file from its saved position (or from the start, if it is new or was rotated).
     With a pool, chunks are parsed ahead in other processes and written here in file order.
@@ -137,11 +162,11 @@ def ingest_file(
     for chunk in read_chunks(path, offset, first_line, chunk_lines):
         if stop is not None and stop():
             break
-        position = Position(key, inode, chunk.end_offset, chunk.first_line + len(chunk.lines) - 1)
+        position = Position(key, inode, chunk.end_offset, chunk.first_line + chunk.count - 1)
         if pool is None:
-            pending.append((parse_chunk(chunk.lines, chunk.first_line), position))
+            pending.append((parse_block(chunk.data, chunk.first_line, prefilter), position))
         else:
-            pending.append((pool.submit(parse_chunk, chunk.lines, chunk.first_line), position))
+            pending.append((pool.submit(parse_block, chunk.data, chunk.first_line, prefilter), position))
         while len(pending) > (_LOOKAHEAD if pool is not None else 0):
             write_oldest()
     while pending:
@@ -155,6 +180,7 @@ def ingest_paths(
     source: str | None = None,
     on_progress: Callable[[int], None] | None = None,
     chunk_lines: int = 20000,
+    prefilter: bool = True,
 ) -> IngestStats:
     stats = IngestStats()
     started = time.perf_counter()
@@ -166,7 +192,7 @@ def ingest_paths(
                 continue
             try:
                 with _pool_for(path, chunk_lines) as pool:
-                    ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines, pool)
+                    ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines, pool, prefilter)
             except PermissionError:
                 stats.skipped.append(f"{path}: permission denied")
             except OSError as error:

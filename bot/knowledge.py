@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import frontmatter
-
+from bot.datacache import cached
 from bot.model import STAGES, STATUSES
 from bot.resources import knowledge_dir
 
@@ -130,6 +129,8 @@ def _sections(body: str) -> dict[str, str]:
 
 
 def load_article(path: Path) -> Article:
+    import frontmatter  # with its YAML parser: only when the cache of parsed articles is cold
+
     try:
         post = frontmatter.load(path)
     except Exception as error:  # YAML errors come in several types
@@ -175,6 +176,11 @@ def load_article(path: Path) -> Article:
 @cache
 def load_articles(folder: Path | None = None) -> dict[str, Article]:
     folder = folder or knowledge_dir()
+    paths = [p for p in folder.glob("*.md") if p.name.lower() != "readme.md"]
+    return cached("knowledge", paths, lambda: _parse_articles(folder))
+
+
+def _parse_articles(folder: Path) -> dict[str, Article]:
     articles = {}
     for path in sorted(folder.glob("*.md")):
         if path.name.lower() == "readme.md":

@@ -86,10 +86,27 @@ def score_article(article: Article, facts: Facts) -> float:
     return min(0.98, max((score_rule(rule, facts) for rule in article.rules), default=0.0))
 
 
+def _candidates(articles: dict[str, Article], status: str) -> list[Article]:
+    """The articles that can match an outcome of this status, in their order (ties go to the
+    first). Most stories are delivered, and only an article or two speaks of those: filtering
+    by status once per knowledge base, not per story, skips most of the scoring."""
+    cached = _CANDIDATES.get(id(articles))
+    if cached is None or cached[0] is not articles:
+        by_status: dict[str, list[Article]] = {}
+        cached = _CANDIDATES[id(articles)] = (articles, by_status)
+    by_status = cached[1]
+    if status not in by_status:
+        by_status[status] = [a for a in articles.values() if status in (a.statuses or FAILED) and a.id != "unknown"]
+    return by_status[status]
+
+
+_CANDIDATES: dict[int, tuple[dict, dict]] = {}
+
+
 def best_match(facts: Facts, articles: dict[str, Article], exclude: tuple[str, ...] = ()) -> tuple[Article, float]:
     best: tuple[float, int, str] | None = None
-    for article in articles.values():
-        if article.id in exclude or article.id == "unknown":
+    for article in _candidates(articles, facts.status):
+        if article.id in exclude:
             continue
         score = score_article(article, facts)
         if score >= THRESHOLD and (best is None or (score, article.priority) > best[:2]):
@@ -134,21 +151,42 @@ def _related_for_history(delivery: Delivery, articles: dict[str, Article]) -> tu
     return tuple(seen.values())
 
 
+def classify_delivery(delivery: Delivery, articles: dict[str, Article]) -> tuple[Article, float]:
+    """The article a delivery's outcome matches, and how well."""
+    if delivery.status == "expired" and "expired-in-queue" in articles:
+        return articles["expired-in-queue"], 0.9
+    final = delivery.final or Attempt(status="unknown")
+    return best_match(Facts.of(final, delivery.status, delivery.direction), articles)
+
+
+def diagnose_brief(delivery: Delivery, articles: dict[str, Article] | None = None) -> Diagnosis:
+    """What an index keeps of a diagnosis (its id, title and confidence), without the summary,
+    next steps, code explanations and history that diagnose_delivery adds when a story is read:
+    ingest diagnoses every story it writes, and those parts cost more than the match itself."""
+    article, score = classify_delivery(delivery, articles or load_articles())
+    return Diagnosis(
+        id=article.id,
+        title=article.title,
+        severity=article.severity,
+        who_acts=article.who_acts,
+        confidence=round(score, 2),
+        summary="",
+        article=f"knowledge/{article.id}.md",
+    )
+
+
 def diagnose_delivery(delivery: Delivery, articles: dict[str, Article] | None = None) -> Diagnosis:
     articles = articles or load_articles()
     attempt = delivery.final or Attempt(status="unknown")
-    facts = Facts.of(attempt, delivery.status, delivery.direction)
     related = _related_for_history(delivery, articles)
+    article, score = classify_delivery(delivery, articles)
     if delivery.status == "expired" and "expired-in-queue" in articles:
-        article, score = articles["expired-in-queue"], 0.9
         deferred = Facts.of(attempt, "deferred", delivery.direction)
         cause, cause_score = best_match(deferred, articles, exclude=("expired-in-queue",))
         if cause.id != "unknown":
             related = (Related(cause.id, cause.title, f"last reason given: {attempt.text or ''}"),) + tuple(
                 r for r in related if r.id != cause.id
             )
-    else:
-        article, score = best_match(facts, articles)
     related = tuple(r for r in related if r.id != article.id)  # the outcome's own cause is not "also"
     if article.id == "delivered" and related:
         notes = ", ".join(r.title.lower() for r in related)

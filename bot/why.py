@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from bot.correlate import correlate_events
 from bot.model import Delivery, Evidence, Report
-from bot.parse import parse_line, parse_lines
 from bot.rules import diagnose_deliveries
-from bot.sources.files import expand
-from bot.sources.scan import grep_lines
-from bot.store import Store
+
+if TYPE_CHECKING:  # `why --log` needs no database: sqlite-utils is imported only for the index
+    from bot.store import Store
 
 _DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -63,6 +62,12 @@ def why_from_store(
 
 def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = 20) -> Report:
     """Scan logs without an index: a prefilter pass for the address, a second for its queue ids."""
+    # The parsers (and Lark) are imported here, not at the top: `why` from the index needs none of them.
+    from bot.correlate import correlate_events
+    from bot.parse import parse_line, parse_lines
+    from bot.sources.files import expand
+    from bot.sources.scan import grep_lines
+
     files = [p for pattern in patterns for p in expand(pattern) if p.exists()]
     deliveries: list[Delivery] = []
     for path in files:

@@ -115,6 +115,17 @@ def test_a_half_written_last_line_waits_for_its_newline(tmp_path, store_target):
     assert store.counts()["attempts"] == 2
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 @pytest.mark.slow
 def test_kill_9_mid_file_then_restart_indexes_every_line_once(tmp_path):
     log = tmp_path / "big.log"
@@ -135,8 +146,13 @@ def test_kill_9_mid_file_then_restart_indexes_every_line_once(tmp_path):
             offset = row[0]
             break
     assert process.poll() is None, "ingest finished before it could be killed: make the file bigger"
+    workers = _children(process.pid)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "pool workers outlived a kill -9"
     assert 0 < offset < log.stat().st_size
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

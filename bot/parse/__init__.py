@@ -20,6 +20,7 @@ from bot.parse.hmailserver import parse_hmailserver_line
 from bot.parse.mdaemon import parse_mdaemon_line
 from bot.parse.opensmtpd import parse_opensmtpd_message
 from bot.parse.postfix import parse_postfix_message
+from bot.parse.prefilter import needless
 from bot.parse.qmail import parse_qmail_line
 from bot.parse.sendmail import parse_sendmail_message
 from bot.parse.session import parse_session_line
@@ -134,17 +135,22 @@ def parse_text(text: str) -> ParseResult:
     return _parse_lines(text.split("\n"))
 
 
-def parse_lines(lines: list[str], first_line: int = 1) -> ParseResult:
-    """Parse log lines (no bounce detection): what ingest calls on each chunk of a file."""
-    return _parse_lines(lines, first_line)
+def parse_lines(lines: list[str], first_line: int = 1, skip_needless: bool = False, tally: bool = True) -> ParseResult:
+    """Parse log lines (no bounce detection): what ingest calls on each chunk of a file.
+    `skip_needless`: leave out the lines an index never needs (bot/parse/prefilter.py);
+    `tally`: count lines per format (for --stats; ingest does without)."""
+    return _parse_lines(lines, first_line, needless if skip_needless else None, tally)
 
 
-def _parse_lines(lines: list[str], first_line: int = 1) -> ParseResult:
+def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool = True) -> ParseResult:
     result = ParseResult(lines=len(lines))
     # The last logical line: its first line number, text, quality, and where its output went.
     last: dict | None = None
     exchange_fields: list[str] | None = None  # set by an Exchange tracking log's "#Fields:" header
     for number, physical in enumerate(lines, start=first_line):
+        if skip is not None and exchange_fields is None and skip(physical):
+            last = None  # nothing to re-join a wrapped line onto: it stays unparsed, as it is noise
+            continue
         line = _clean(physical)
         stripped = line.strip()
         if not stripped or stripped.startswith("```"):
@@ -185,7 +191,8 @@ def _parse_lines(lines: list[str], first_line: int = 1) -> ParseResult:
         last = {"line": number, "text": line, "quality": quality, "slot": ("event", len(result.events) - 1), "span": 1}
         if inner is not line:
             last = None  # a collector's framing holds whole lines: nothing to re-join
-    result.tally()
+    if tally:
+        result.tally()
     return result
 
 

@@ -14,11 +14,38 @@ from pathlib import Path
 _ROTATION = re.compile(r"\.(\d+)(\.gz)?$")
 
 
+MAX_LINE = 16 * 1024  # longer lines are cut: a runaway line must not eat memory
+BLOCK = 1 << 20
+
+
 @dataclass(frozen=True)
 class Chunk:
-    lines: list[str]
-    first_line: int  # line number of lines[0] in the file, from 1
+    """Whole lines as the file holds them: the reader only counts newlines, and the lines are
+    decoded where they are parsed (a worker process), so the writer process does not pay
+    per line and a chunk crosses processes as one bytes object, not thousands of strings."""
+
+    data: bytes
+    first_line: int  # line number of the first line in the file, from 1
+    count: int  # how many lines (newlines) data holds
     end_offset: int  # byte offset after the chunk (uncompressed, for .gz)
+
+    @property
+    def lines(self) -> list[str]:
+        return decode_lines(self.data)
+
+
+def decode_lines(data: bytes, max_line: int = MAX_LINE) -> list[str]:
+    """The lines of whole-line bytes as text: undecodable bytes replaced, line ends stripped,
+    each line cut at max_line bytes (its newline counted)."""
+    raw = data.split(b"\n")
+    raw.pop()  # data ends with a newline: nothing after it
+    if raw and max(map(len, raw)) >= max_line:
+        return [(line + b"\n")[:max_line].decode("utf-8", "replace").rstrip("\r\n") for line in raw]
+    # The common case, one decode for the whole block: a newline byte never sits inside a UTF-8
+    # sequence, so this equals decoding line by line.
+    lines = data.decode("utf-8", "replace").split("\n")
+    lines.pop()
+    return [line.rstrip("\r") for line in lines] if b"\r" in data else lines
 
 
 def expand(pattern: str) -> list[Path]:
@@ -41,10 +68,10 @@ def inode_of(path: Path) -> int:
 
 
 def read_chunks(
-    path: Path, offset: int = 0, first_line: int = 1, chunk_lines: int = 20000, max_line: int = 16 * 1024
+    path: Path, offset: int = 0, first_line: int = 1, chunk_lines: int = 20000, block: int = BLOCK
 ) -> Iterator[Chunk]:
-    """Whole lines from byte `offset` on, in chunks. A last line without its newline is left
-    for the next read (the writer may be half way through it)."""
+    """Whole lines from byte `offset` on, chunk_lines at a time. A last line without its newline
+    is left for the next read (the writer may be half way through it)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         if offset:
@@ -52,20 +79,22 @@ def read_chunks(
                 _skip(handle, offset)
             else:
                 handle.seek(offset)
-        position, number = offset, first_line
-        batch: list[str] = []
-        start = number
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                break
-            position += len(raw)
-            batch.append(raw[:max_line].decode("utf-8", "replace").rstrip("\r\n"))
-            number += 1
-            if len(batch) >= chunk_lines:
-                yield Chunk(batch, start, position)
-                batch, start = [], number
-        if batch:
-            yield Chunk(batch, start, position)
+        buffer = bytearray()
+        while True:
+            data = handle.read(block)
+            buffer += data
+            count = buffer.count(b"\n")
+            while count >= chunk_lines or (not data and count):
+                take = min(count, chunk_lines)
+                cut = -1
+                for _ in range(take):
+                    cut = buffer.find(b"\n", cut + 1)
+                offset += cut + 1
+                yield Chunk(bytes(buffer[: cut + 1]), first_line, take, offset)
+                del buffer[: cut + 1]
+                first_line, count = first_line + take, count - take
+            if not data:
+                return
 
 
 def _skip(handle, count: int) -> None:

@@ -1,0 +1,44 @@
+"""A disk cache for data built from files we ship (the knowledge base, the code tables), next
+to the Lark grammar cache: parsing thirty YAML front matters costs more than a whole
+`why` query, and every command-line run would pay it again.
+
+Keyed by the content of the source files and our version, so an edit or an upgrade never
+reads stale data; an unreadable or corrupt cache is rebuilt, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from bot import __version__
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WHYFAILED_CACHE_DIR") or Path(tempfile.gettempdir()) / "whyfailed-lark")
+
+
+def cached(name: str, sources: Iterable[Path], build: Callable[[], object]) -> object:
+    """build(), or what an earlier build() of the same source files left in the cache."""
+    digest = hashlib.sha1(__version__.encode())
+    for path in sorted(sources):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    target = cache_dir() / f"{name}-{digest.hexdigest()[:16]}.pickle"
+    try:
+        with open(target, "rb") as handle:
+            return pickle.load(handle)
+    except Exception:  # missing, truncated, from another Python: build it again
+        pass
+    value = build()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(handle.name, target)  # atomic: a reader never sees half a file
+    except OSError:
+        pass
+    return value
