@@ -192,7 +192,9 @@ def ingest_paths(
                 continue
             try:
                 with _pool_for(path, chunk_lines) as pool:
-                    ingest_file(store, path, source or pattern, stats, on_progress, chunk_lines, pool, prefilter=prefilter)
+                    ingest_file(
+                        store, path, source or pattern, stats, on_progress, chunk_lines, pool, prefilter=prefilter
+                    )
             except PermissionError:
                 stats.skipped.append(f"{path}: permission denied")
             except OSError as error:
