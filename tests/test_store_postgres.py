@@ -177,3 +177,63 @@ def test_follow_waits_for_a_restarted_database_and_indexes_every_line_once(pg_se
     log = errors.read_text()
     assert "unavailable while" in log and "reconnected" in log and "Traceback" not in log
     assert _snapshot(url) == _reference(tmp_path, live, str(live))  # every line once, nothing lost
+
+
+def test_two_ingest_processes_and_the_web_process_share_one_database(pg_url, tmp_path):
+    """The deployment the Procfile describes: two `ingest` processes write the shared index while
+    `serve web` answers /whyfailed from it. Every query is answered from the database (never an
+    apology), and the index ends exactly as one ingest of the log would leave it."""
+    from .serve_process import ServeProcess, clean_env, free_port
+    from .slack_fakes import FakeSlackAPI, SlackSender
+
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(generate(8000, seed=12)) + "\n")
+    expected = _reference(tmp_path, log, str(log))
+    address = expected["deliveries"][-1][0].rsplit("|", 1)[1]  # a recipient the finished index knows
+    bot_token, secret = "xoxb-1000000001-2000000002-fakefakefakefakefake", "8f742231b10e8888abcd99edabcd00d1"
+    api = FakeSlackAPI(bot_token)
+    port = free_port()
+    env = clean_env(
+        SLACK_BOT_TOKEN=bot_token,
+        SLACK_SIGNING_SECRET=secret,
+        PORT=str(port),
+        WHYFAILED_SLACK_API_URL=api.api_url,
+        WHYFAILED_ALLOWED_CHANNELS='["C0OPS"]',
+        DATABASE_URL=pg_url,
+    )
+    web = ServeProcess(["web", "--host", "127.0.0.1"], env, tmp_path)
+    try:
+        web.wait_http(f"http://127.0.0.1:{port}/healthz")
+        slack = SlackSender(f"http://127.0.0.1:{port}/slack/events", secret, api)
+        writers = [
+            subprocess.Popen(
+                _whyfailed("ingest", str(log), "--chunk-lines", "250"),
+                cwd=REPO,
+                env=_env(pg_url),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
+        asked = 0
+        while any(writer.poll() is None for writer in writers) and asked < 200:
+            status, _ = slack.command(address, name=f"q{asked}")
+            assert status == 200
+            asked += 1
+            api.wait_for(lambda calls, n=asked: [c for c in calls if c.path.endswith(f"/q{n - 1}")])
+        results = [writer.communicate(timeout=600) for writer in writers]
+        for writer, (_, stderr) in zip(writers, results, strict=True):
+            assert writer.returncode == 0, stderr.decode()
+        assert slack.command(address, name="final")[0] == 200
+        [final] = api.wait_for(lambda calls: [c for c in calls if c.path.endswith("/final")])
+        web.terminate()
+        assert web.wait() == 0, web.stderr()
+    finally:
+        web.kill()
+        api.close()
+    answers = [c for c in api.calls if c.method == "response"]
+    assert asked >= 1 and len(answers) == asked + 1  # one answer per query, none twice
+    texts = [json.dumps(c.args) for c in answers]
+    assert not [t for t in texts if "Sorry" in t or "went wrong" in t]
+    assert address in json.dumps(final.args) and "No deliveries" not in json.dumps(final.args)
+    assert _snapshot(pg_url) == expected  # no duplicate, no lost line, the same diagnoses
