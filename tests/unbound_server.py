@@ -33,7 +33,8 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-UNBOUND_CONF = """\
+# What both resolvers share: loopback only, in the foreground, no chroot, no privileges dropped.
+SERVER = """\
 server:
   interface: 127.0.0.1
   port: {port}
@@ -47,6 +48,9 @@ server:
   logfile: ""
   verbosity: 1
   num-threads: 1
+"""
+
+UNBOUND_CONF = SERVER + """\
   outgoing-range: 64
   module-config: "iterator"
   # Clients on 127.0.0.1 are served; the server's own outgoing queries come from 127.0.0.3
@@ -95,20 +99,7 @@ stub-zone:
 
 # A resolver that is up but has no way to the Internet: nothing served locally, and the root
 # (so every name) stubbed to a closed port on loopback.
-OFFLINE_CONF = """\
-server:
-  interface: 127.0.0.1
-  port: {port}
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{folder}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  num-threads: 1
+OFFLINE_CONF = SERVER + """\
   module-config: "iterator"
   access-control: 127.0.0.0/8 allow
   do-not-query-localhost: no
