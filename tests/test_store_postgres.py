@@ -34,6 +34,20 @@ def _whyfailed(*args: str) -> list[str]:
     return [sys.executable, "-m", "bot", *args]
 
 
+def _two_ingests(log: Path, url: str) -> list[subprocess.Popen]:
+    """Two `whyfailed ingest` processes on the same log and database at once, in small chunks."""
+    return [
+        subprocess.Popen(
+            _whyfailed("ingest", str(log), "--chunk-lines", "250"),
+            cwd=REPO,
+            env=_env(url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+
+
 def _wait_for(condition: Callable[[], bool], what: str, explain: Callable[[], str], limit: float = 180) -> None:
     """Wait until `condition` holds; the limit only turns a hang into a failure that says what we waited for."""
     deadline = time.monotonic() + limit
@@ -95,16 +109,7 @@ def test_two_ingest_processes_and_a_why_reader_share_one_database(pg_url, tmp_pa
         cwd=REPO,
         env={**_env(pg_url), "STOP": str(stop), "PY": sys.executable, "ADDR": address, "OUT": str(out)},
     )
-    writers = [
-        subprocess.Popen(
-            _whyfailed("ingest", str(log), "--chunk-lines", "250"),
-            cwd=REPO,
-            env=_env(pg_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
+    writers = _two_ingests(log, pg_url)
     results = [writer.communicate(timeout=600) for writer in writers]
     stop.touch()
     reader.wait(timeout=600)
@@ -205,16 +210,7 @@ def test_two_ingest_processes_and_the_web_process_share_one_database(pg_url, tmp
     try:
         web.wait_http(f"http://127.0.0.1:{port}/healthz")
         slack = SlackSender(f"http://127.0.0.1:{port}/slack/events", secret, api)
-        writers = [
-            subprocess.Popen(
-                _whyfailed("ingest", str(log), "--chunk-lines", "250"),
-                cwd=REPO,
-                env=_env(pg_url),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for _ in range(2)
-        ]
+        writers = _two_ingests(log, pg_url)
         asked = 0
         while any(writer.poll() is None for writer in writers) and asked < 200:
             status, _ = slack.command(address, name=f"q{asked}")
