@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from bot.ingest import ingest_paths  # noqa: E402
 from bot.store import Store  # noqa: E402
-from tests.serve_process import ServeProcess, clean_env, free_port  # noqa: E402
+from tests.serve_process import start_web  # noqa: E402
 from tests.slack_fakes import FakeSlackAPI, SlackSender  # noqa: E402
 from tests.slack_load import build_requests, count_replies, fire  # noqa: E402
 
@@ -44,19 +44,9 @@ def main() -> int:
     db = work / "w.db"
     ingest_paths(Store(db), [str(LOG)])
     api = FakeSlackAPI(BOT_TOKEN)
-    port = free_port()
-    env = clean_env(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        PORT=str(port),
-        WHYFAILED_SLACK_API_URL=api.api_url,
-        WHYFAILED_DB=str(db),
-        WHYFAILED_ALLOWED_CHANNELS='["C0OPS"]',
-        **({"WHYFAILED_LISTENER_THREADS": str(args.threads)} if args.threads else {}),
-    )
-    process = ServeProcess(["web", "--host", "127.0.0.1"], env, work)
+    threads = {"WHYFAILED_LISTENER_THREADS": str(args.threads)} if args.threads else {}
+    process, port = start_web(work, BOT_TOKEN, SECRET, api.api_url, WHYFAILED_DB=str(db), **threads)
     try:
-        process.wait_http(f"http://127.0.0.1:{port}/healthz")
         sender = SlackSender(f"http://127.0.0.1:{port}/slack/events", SECRET, api)
         result = fire(build_requests(sender, api, LOG.read_text(), args.requests), api)
         process.terminate()  # drains what is in flight: a late duplicate would still be counted

@@ -102,3 +102,25 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(WAIT)
+
+
+def start_web(folder: Path, bot_token: str, secret: str, api_url: str, **settings) -> tuple[ServeProcess, int]:
+    """`whyfailed serve web` on a free loopback port, pointed at a local Slack Web API, with the
+    allowed channel the Slack fakes use; SETTINGS are more environment (the database, threads).
+    Returns once /healthz answers."""
+    port = free_port()
+    env = clean_env(
+        SLACK_BOT_TOKEN=bot_token,
+        SLACK_SIGNING_SECRET=secret,
+        PORT=str(port),
+        WHYFAILED_SLACK_API_URL=api_url,
+        WHYFAILED_ALLOWED_CHANNELS='["C0OPS"]',
+        **settings,
+    )
+    process = ServeProcess(["web", "--host", "127.0.0.1"], env, folder)
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/healthz")
+    except AssertionError:
+        process.kill()
+        raise
+    return process, port

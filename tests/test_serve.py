@@ -16,7 +16,7 @@ from bot.ingest import ingest_paths
 from bot.store import Store
 
 from .conftest import FIXTURES, REPO
-from .serve_process import ServeProcess, clean_env, free_port
+from .serve_process import ServeProcess, clean_env, free_port, start_web
 from .slack_fakes import (
     WAIT,
     FakeSlackAPI,
@@ -48,19 +48,7 @@ def test_the_procfile_names_the_three_processes():
 def _web(tmp_path, api: FakeSlackAPI, **extra) -> tuple[ServeProcess, int]:
     db = tmp_path / "w.db"
     ingest_paths(Store(db), [str(LOG)])
-    port = free_port()
-    env = clean_env(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        PORT=str(port),
-        WHYFAILED_SLACK_API_URL=api.api_url,
-        WHYFAILED_DB=str(db),
-        WHYFAILED_ALLOWED_CHANNELS='["C0OPS"]',
-        **extra,
-    )
-    process = ServeProcess(["web", "--host", "127.0.0.1"], env, tmp_path)
-    process.wait_http(f"http://127.0.0.1:{port}/healthz")
-    return process, port
+    return start_web(tmp_path, BOT_TOKEN, SECRET, api.api_url, WHYFAILED_DB=str(db), **extra)
 
 
 def _partial_request(port: int, body: bytes, headers: dict) -> socket.socket:

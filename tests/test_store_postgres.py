@@ -188,7 +188,7 @@ def test_two_ingest_processes_and_the_web_process_share_one_database(pg_url, tmp
     """The deployment the Procfile describes: two `ingest` processes write the shared index while
     `serve web` answers /whyfailed from it. Every query is answered from the database (never an
     apology), and the index ends exactly as one ingest of the log would leave it."""
-    from .serve_process import ServeProcess, clean_env, free_port
+    from .serve_process import start_web
     from .slack_fakes import FakeSlackAPI, SlackSender
 
     log = tmp_path / "mail.log"
@@ -197,18 +197,8 @@ def test_two_ingest_processes_and_the_web_process_share_one_database(pg_url, tmp
     address = expected["deliveries"][-1][0].rsplit("|", 1)[1]  # a recipient the finished index knows
     bot_token, secret = "xoxb-1000000001-2000000002-fakefakefakefakefake", "8f742231b10e8888abcd99edabcd00d1"
     api = FakeSlackAPI(bot_token)
-    port = free_port()
-    env = clean_env(
-        SLACK_BOT_TOKEN=bot_token,
-        SLACK_SIGNING_SECRET=secret,
-        PORT=str(port),
-        WHYFAILED_SLACK_API_URL=api.api_url,
-        WHYFAILED_ALLOWED_CHANNELS='["C0OPS"]',
-        DATABASE_URL=pg_url,
-    )
-    web = ServeProcess(["web", "--host", "127.0.0.1"], env, tmp_path)
+    web, port = start_web(tmp_path, bot_token, secret, api.api_url, DATABASE_URL=pg_url)
     try:
-        web.wait_http(f"http://127.0.0.1:{port}/healthz")
         slack = SlackSender(f"http://127.0.0.1:{port}/slack/events", secret, api)
         writers = _two_ingests(log, pg_url)
         asked = 0

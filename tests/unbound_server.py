@@ -50,7 +50,9 @@ server:
   num-threads: 1
 """
 
-UNBOUND_CONF = SERVER + """\
+UNBOUND_CONF = (
+    SERVER
+    + """\
   outgoing-range: 64
   module-config: "iterator"
   # Clients on 127.0.0.1 are served; the server's own outgoing queries come from 127.0.0.3
@@ -95,11 +97,14 @@ stub-zone:
   name: "."
   stub-addr: 127.0.0.1@{dead}
 """
+)
 
 
 # A resolver that is up but has no way to the Internet: nothing served locally, and the root
 # (so every name) stubbed to a closed port on loopback.
-OFFLINE_CONF = SERVER + """\
+OFFLINE_CONF = (
+    SERVER
+    + """\
   module-config: "iterator"
   access-control: 127.0.0.0/8 allow
   do-not-query-localhost: no
@@ -108,6 +113,7 @@ stub-zone:
   name: "."
   stub-addr: 127.0.0.1@{dead}
 """
+)
 
 
 def _answers(port: int) -> bool:
