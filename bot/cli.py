@@ -319,7 +319,7 @@ def why(
 @click.option(
     "--chunk-lines",
     type=click.IntRange(1, 1_000_000),
-    default=20000,
+    default=10_000,
     show_default=True,
     help="Lines per transaction: larger is faster, smaller loses less work to a crash.",
 )

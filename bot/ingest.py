@@ -20,7 +20,7 @@ from bot.correlate import correlate_events
 from bot.knowledge import load_articles
 from bot.parse import parse_lines
 from bot.rules import diagnose_brief
-from bot.sources.files import decode_lines, expand, inode_of, read_chunks
+from bot.sources.files import CHUNK_LINES, decode_lines, expand, inode_of, read_chunks
 from bot.store import Position, Store
 
 _MESSAGE_KINDS = ("queued", "message-id")
@@ -133,7 +133,7 @@ def ingest_file(
     source: str,
     stats: IngestStats,
     on_progress: Callable[[int], None] | None = None,
-    chunk_lines: int = 20000,
+    chunk_lines: int = CHUNK_LINES,
     pool: Executor | None = None,
     stop: Callable[[], bool] | None = None,
     prefilter: bool = True,
@@ -179,7 +179,7 @@ def ingest_paths(
     patterns: list[str],
     source: str | None = None,
     on_progress: Callable[[int], None] | None = None,
-    chunk_lines: int = 20000,
+    chunk_lines: int = CHUNK_LINES,
     prefilter: bool = True,
 ) -> IngestStats:
     stats = IngestStats()

@@ -28,6 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.sources.files import CHUNK_LINES
+
 log = logging.getLogger("whyfailed.sources")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -171,7 +173,11 @@ def _decode(text: str, suffix: str, origin: str) -> object:
 
 
 def run_sources(
-    sources: Mapping[str, Source], db_path: str, follow: bool = False, interval: float = 1.0, chunk_lines: int = 20000
+    sources: Mapping[str, Source],
+    db_path: str,
+    follow: bool = False,
+    interval: float = 1.0,
+    chunk_lines: int = CHUNK_LINES,
 ) -> int:
     """Index the named sources (all at once); with `follow`, until SIGTERM or SIGINT.
     Returns the exit status: 0, or 2 when a source could not be read at all."""
@@ -196,7 +202,9 @@ async def _run_all(sources, db_path: str, follow: bool, interval: float, chunk_l
     return 2 if failed else 0
 
 
-async def follow_source(name: str, source: Source, db_path: str, stop: asyncio.Event, chunk_lines: int = 20000) -> str:
+async def follow_source(
+    name: str, source: Source, db_path: str, stop: asyncio.Event, chunk_lines: int = CHUNK_LINES
+) -> str:
     """Follow one SSH, journald or syslog source until `stop` is set (they save their positions as
     they go); a summary when it ends. The ingest process follows file sources itself."""
     return await _run_one(name, source, db_path, True, stop, 1.0, chunk_lines)
