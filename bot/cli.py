@@ -8,6 +8,7 @@ import sys
 import click
 
 from bot import __version__
+from bot.sources.files import CHUNK_LINES
 from bot.textio import MAX_INPUT_BYTES, InputError, read_input
 
 FORMATS = ("text", "markdown", "json", "jsonl")
@@ -37,6 +38,15 @@ def _resolver(_ctx, _param, value):
     except ResolverError as error:
         raise click.BadParameter(str(error)) from None
     return value
+
+
+# diagnose --check, why --check and chat's /check ask the same resolver, given the same way
+RESOLVER_OPTION = click.option(
+    "--resolver",
+    metavar="IP[:PORT]",
+    callback=_resolver,
+    help="The DNS resolver the checks ask (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
+)
 
 
 def _zones(_ctx, _param, value):
@@ -70,12 +80,7 @@ def _zones(_ctx, _param, value):
 )
 @click.option("--check", is_flag=True, help="Confirm the diagnosis now: live DNS, reverse DNS, SPF/DMARC, blocklists.")
 @click.option("--check-tls", is_flag=True, help="With --check: also connect to the MX's port 25 for tls-failure.")
-@click.option(
-    "--resolver",
-    metavar="IP[:PORT]",
-    callback=_resolver,
-    help="The DNS resolver the checks ask (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
-)
+@RESOLVER_OPTION
 @click.option(
     "--dnsbl-zones",
     metavar="ZONE,ZONE...",
@@ -240,12 +245,7 @@ def _duration(_ctx, _param, value):
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--check", is_flag=True, help="Confirm each diagnosis now: live DNS, reverse DNS, SPF/DMARC, blocklists.")
-@click.option(
-    "--resolver",
-    metavar="IP[:PORT]",
-    callback=_resolver,
-    help="The DNS resolver the checks ask (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
-)
+@RESOLVER_OPTION
 def why(
     address: str,
     since,
@@ -319,7 +319,7 @@ def why(
 @click.option(
     "--chunk-lines",
     type=click.IntRange(1, 1_000_000),
-    default=10_000,
+    default=CHUNK_LINES,
     show_default=True,
     help="Lines per transaction: larger is faster, smaller loses less work to a crash.",
 )
@@ -470,12 +470,7 @@ def _ingest_named(args, db_path: str, source: str | None, keep, follow: bool, in
 @click.option(
     "--log", "logs", multiple=True, metavar="PATH", help="Logs /whyfailed ADDRESS scans when there is no index."
 )
-@click.option(
-    "--resolver",
-    default=None,
-    metavar="IP[:PORT]",
-    help="The DNS resolver /check asks (default: $WHYFAILED_RESOLVER, else /etc/resolv.conf).",
-)
+@RESOLVER_OPTION
 def chat(db_path: str | None, logs: tuple[str, ...], resolver: str | None) -> None:
     """Talk to the bot in this terminal: paste a log (end with an empty line, or Ctrl-D), /whyfailed ADDRESS,
     /kb QUERY, /check, /help, /quit. The same answers as in Slack or Discord, with no tokens; the network

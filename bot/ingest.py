@@ -24,7 +24,7 @@ from bot.sources.files import CHUNK_LINES, decode_lines, expand, inode_of, read_
 from bot.store import Position, Store
 
 _MESSAGE_KINDS = ("queued", "message-id")
-_LOOKAHEAD = 3  # chunks parsed ahead of the writer: bounds memory to a few chunks
+_LOOKAHEAD = 2  # chunks parsed ahead of the writer: both workers busy, memory bounded (see CHUNK_LINES)
 
 
 @contextmanager

@@ -164,14 +164,19 @@ def diagnose_brief(delivery: Delivery, articles: dict[str, Article] | None = Non
     next steps, code explanations and history that diagnose_delivery adds when a story is read:
     ingest diagnoses every story it writes, and those parts cost more than the match itself."""
     article, score = classify_delivery(delivery, articles or load_articles())
+    return _diagnosis(article, score, summary="")
+
+
+def _diagnosis(article: Article, score: float, **told) -> Diagnosis:
+    """The diagnosis an article gives at SCORE; TOLD is what was worked out for the story."""
     return Diagnosis(
         id=article.id,
         title=article.title,
         severity=article.severity,
         who_acts=article.who_acts,
         confidence=round(score, 2),
-        summary="",
         article=f"knowledge/{article.id}.md",
+        **told,
     )
 
 
@@ -196,15 +201,11 @@ def diagnose_delivery(delivery: Delivery, articles: dict[str, Article] | None = 
     explanation = explain_codes(attempt.reply_code, attempt.enhanced_status)
     if article.id == "unknown":
         summary = "No rule recognises this reply. " + (explanation or "The log gives no reply code to explain.")
-    return Diagnosis(
-        id=article.id,
-        title=article.title,
-        severity=article.severity,
-        who_acts=article.who_acts,
-        confidence=round(score, 2),
+    return _diagnosis(
+        article,
+        score,
         summary=summary,
         next_steps=tuple(article.next_steps()),
-        article=f"knowledge/{article.id}.md",
         explanation=explanation,
         related=related,
     )

@@ -17,9 +17,9 @@ _ROTATION = re.compile(r"\.(\d+)(\.gz)?$")
 MAX_LINE = 16 * 1024  # longer lines are cut: a runaway line must not eat memory
 BLOCK = 1 << 20
 # Lines per transaction by default. With the parse-ahead pool, a few chunks are in flight at once:
-# 10,000 keeps ingest's peak memory (process and workers) near 150 MB, against about 195 MB at
-# 20,000, for the same throughput (benchmarks/bench_issue4.py).
-CHUNK_LINES = 10_000
+# on 1M lines (benchmarks/bench_issue4.py) 15,000 with two chunks ahead peaked at 186 MB for the
+# process and its workers in 71 s; 20,000 took as long at 201 MB, 10,000 took 85 s at 166 MB.
+CHUNK_LINES = 15_000
 
 
 @dataclass(frozen=True)
