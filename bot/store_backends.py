@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -60,11 +61,25 @@ class SQLiteBackend:
         try:
             connection = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
             self.db = sqlite_utils.Database(connection)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._wal(timeout)
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         except sqlite3.Error as error:
             raise StoreError(f"{self.path}: cannot open the index ({error}). Is it a whyfailed database?") from None
+
+    def _wal(self, timeout: float) -> None:
+        # Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+        # locked" at once, without its busy handler, while another connection does the same
+        # (several processes starting on a new index): wait for it like any other lock.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def execute(self, sql: str, params: Sequence = ()) -> None:
         self.db.conn.execute(sql, params)
