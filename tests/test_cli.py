@@ -70,11 +70,13 @@ def test_readme_first_command_explains_an_inbound_dnsbl_reject_from_our_side(run
     # our postscreen refused the client 203.0.113.77: it is the client, and the listing is theirs
     assert "Client:     203.0.113.77" in anna and "Server:" not in anna
     assert "(client-blocklisted," in anna
+    assert anna.splitlines()[0].endswith("rejected by our server")
     assert "Our server refused mail from 203.0.113.77" in anna
     assert "Our server's IP address" not in anna and "blocked-reputation" not in anna
     # the outbound stories still name the server that answered us
     assert "Server:     mx.slow.example.net [198.51.100.80]" in blocks["ops@slow.example.net"]
     assert "Client:" not in blocks["ops@slow.example.net"]
+    assert "our server" not in blocks["ops@slow.example.net"].splitlines()[0]
 
 
 def test_json_and_markdown_carry_the_direction(run_cli):

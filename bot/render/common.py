@@ -25,6 +25,14 @@ def printable(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def verdict(delivery: Delivery) -> str:
+    """The outcome in words. A reject in an inbound story was ours: the log is our server's, and
+    it refused the connecting client (the receiving server is then us)."""
+    if delivery.status == "rejected" and delivery.direction == "in":
+        return "rejected by our server"
+    return VERDICTS[delivery.status]
+
+
 def recipient_label(delivery: Delivery) -> str:
     if delivery.recipient is None:
         return "(no recipient reached)"

@@ -23,7 +23,7 @@ from bot.knowledge import Article
 from bot.model import Delivery, Report
 from bot.render import common
 from bot.render.checks import check_lines
-from bot.render.common import ICONS, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
+from bot.render.common import ICONS, recipient_label, server_label, shorten, stage_label, timeline, verdict
 from bot.render.markdown import render_markdown
 
 MAX_TITLE, MAX_DESCRIPTION, MAX_FIELDS = 256, 4096, 25
@@ -141,9 +141,7 @@ def render_delivery(delivery: Delivery, article_url: str = "") -> tuple[discord.
     What came from the log (addresses, replies, the summary that quotes them) is escaped; what
     came from our knowledge base (titles, code meanings, next steps) is Markdown we wrote."""
     diagnosis, cut = delivery.diagnosis, False
-    title, was_cut = clip(
-        safe(f"{ICONS[delivery.status]} {recipient_label(delivery)}: {VERDICTS[delivery.status]}"), MAX_TITLE
-    )
+    title, was_cut = clip(safe(f"{ICONS[delivery.status]} {recipient_label(delivery)}: {verdict(delivery)}"), MAX_TITLE)
     cut |= was_cut
     description = ""
     if diagnosis:

@@ -7,7 +7,6 @@ from bot.render.checks import markdown_checks
 from bot.render.common import (
     ICONS,
     MAX_EVIDENCE,
-    VERDICTS,
     printable,
     recipient_label,
     remote_label,
@@ -15,6 +14,7 @@ from bot.render.common import (
     shorten,
     stage_label,
     timeline,
+    verdict,
 )
 
 
@@ -29,7 +29,7 @@ def render_markdown(report: Report) -> str:
         out += ["No delivery attempts were found in this input.", ""]
     for delivery in report.deliveries:
         final, diagnosis = delivery.final, delivery.diagnosis
-        out.append(f"## {ICONS[delivery.status]} {recipient_label(delivery)}: {VERDICTS[delivery.status]}")
+        out.append(f"## {ICONS[delivery.status]} {recipient_label(delivery)}: {verdict(delivery)}")
         out.append("")
         facts = [
             ("From", delivery.sender),

@@ -18,7 +18,7 @@ from bot.knowledge import Article
 from bot.model import STAGE_LABELS, Delivery, Report
 from bot.render import common
 from bot.render.checks import check_lines
-from bot.render.common import ICONS, VERDICTS, recipient_label, server_label, shorten, stage_label, timeline
+from bot.render.common import ICONS, recipient_label, server_label, shorten, stage_label, timeline, verdict
 from bot.render.markdown import render_markdown
 
 MAX_BLOCKS = 50
@@ -107,7 +107,7 @@ def _header(text: str) -> dict:
 
 def _delivery_text(delivery: Delivery) -> str:
     final, diagnosis = delivery.final, delivery.diagnosis
-    out = [f"*{ICONS[delivery.status]} {escape(recipient_label(delivery))}* — {VERDICTS[delivery.status]}"]
+    out = [f"*{ICONS[delivery.status]} {escape(recipient_label(delivery))}* — {verdict(delivery)}"]
     facts = [
         ("From", escape(delivery.sender) if delivery.sender else None),
         ("SMTP step", stage_label(final)),

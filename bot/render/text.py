@@ -12,7 +12,6 @@ from bot.render.checks import print_checks
 from bot.render.common import (
     ICONS,
     MAX_EVIDENCE,
-    VERDICTS,
     printable,
     recipient_label,
     remote_label,
@@ -20,6 +19,7 @@ from bot.render.common import (
     shorten,
     stage_label,
     timeline,
+    verdict,
 )
 
 _STYLE = {
@@ -47,7 +47,7 @@ def print_report(report: Report, console: Console, verbose: bool = False) -> Non
         style = _STYLE[delivery.status]
         say(
             f"[bold {style}]{ICONS[delivery.status]} {escape(recipient_label(delivery))}[/] "
-            f"[{style}]— {VERDICTS[delivery.status]}[/]"
+            f"[{style}]— {verdict(delivery)}[/]"
         )
         facts = [
             ("From", delivery.sender),
