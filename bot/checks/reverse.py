@@ -30,27 +30,23 @@ def check_reverse(client: DnsClient, ip: str) -> CheckResult:
     reverse_name = dns.reversename.from_address(ip).to_text()
     ptr = client.query(reverse_name, "PTR")
     if ptr.status in ("nxdomain", "nodata"):
-        return CheckResult(
-            "reverse",
+        return _no_ptr(
             ip,
-            PROBLEM,
+            reverse_name,
+            ptr,
             f"{ip} has no reverse DNS (PTR) record now: receivers that require one will keep refusing it. "
             "Ask whoever owns the address (the hosting provider or ISP) to set a PTR to the server's host name.",
-            facts=(f"PTR {reverse_name}: {describe(ptr)}",),
-            data={"ptr": [], "ptr_status": ptr.status, "confirmed": False},
         )
     if ptr.status != "ok":
         if offline := upstream_down(client, "reverse", ip, ptr):
             return offline
         if ptr.status == "timeout" or ptr.status == "servfail":
-            return CheckResult(
-                "reverse",
+            return _no_ptr(
                 ip,
-                PROBLEM,
+                reverse_name,
+                ptr,
                 f"The reverse DNS of {ip} does not work now ({describe(ptr)}): to a receiver this is the same "
                 "as having no PTR. The address owner's reverse zone must be fixed.",
-                facts=(f"PTR {reverse_name}: {describe(ptr)}",),
-                data={"ptr": [], "ptr_status": ptr.status, "confirmed": False},
             )
         return could_not_check("reverse", ip, describe(ptr), ptr_status=ptr.status)
     names = [r.target.to_text().rstrip(".") for r in ptr.records][:MAX_PTR_NAMES]
@@ -113,4 +109,16 @@ def _forward_confirmed(client: DnsClient, ip: str, names: list[str], rdtype: str
         "DNS, it has been fixed since, or the receiver caches old results: retry.",
         facts=tuple(facts),
         data=data,
+    )
+
+
+def _no_ptr(ip: str, reverse_name: str, ptr, summary: str) -> CheckResult:
+    """A problem: no PTR a receiver could use (none published, or the reverse zone is broken)."""
+    return CheckResult(
+        "reverse",
+        ip,
+        PROBLEM,
+        summary,
+        facts=(f"PTR {reverse_name}: {describe(ptr)}",),
+        data={"ptr": [], "ptr_status": ptr.status, "confirmed": False},
     )
