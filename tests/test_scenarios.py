@@ -65,7 +65,8 @@ def test_postfix_deferral_then_bounce_keeps_the_whole_story():
     assert story.diagnosis.id == "mailbox-full"
     assert {r.id for r in story.diagnosis.related} >= {"host-unreachable"}
     # the client's "connect to ... timed out" line explains the first deferral
-    assert any("Connection timed out" in e.text and "connect to" in e.text for e in story.evidence())
+    # (its own line, not only the status line that quotes it)
+    assert any(": connect to mx.slow.example.net" in e.text for e in story.attempts[0].evidence)
     assert found["carl@partner.example"].diagnosis.id == "delivered"
 
 
