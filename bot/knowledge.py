@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot.datacache import cached
 from bot.model import STAGES, STATUSES
+from bot.phrase_index import GRAM
 from bot.resources import knowledge_dir
 
 SEVERITIES = ("permanent", "temporary", "info")
@@ -113,6 +114,9 @@ def _rule(raw: dict, where: str) -> Rule:
         raise KnowledgeError(f"{where}: unknown directions {bad} (in, out)")
     if bad := [v for v in rule.vendors if v not in VENDORS]:
         raise KnowledgeError(f"{where}: unknown vendors {bad}")
+    if short := [p for p in rule.phrases if len(p) < GRAM]:
+        # the scorer finds phrases through their three-letter pieces (bot/phrase_index.py)
+        raise KnowledgeError(f"{where}: phrases of fewer than {GRAM} characters cannot be matched: {short}")
     return rule
 
 

@@ -1,0 +1,40 @@
+"""Which of many phrases occur in a text, without testing every phrase against it.
+
+The knowledge base holds about nine hundred rule phrases, and ingest scores every failed story
+it writes against all of them: one substring test per phrase cost more than the rest of the
+diagnosis. Each phrase is filed under one of its three-letter pieces (the rarest among all the
+phrases); a text's own pieces then name the few phrases worth testing, and only those are
+tested, with a plain substring test. So the answer is exact: an index of pieces can only leave
+out phrases that cannot occur, never claim one that does not.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+GRAM = 3  # every rule phrase is at least this long (tests/test_phrase_index.py holds them to it)
+
+
+def _grams(text: str) -> set[str]:
+    return {text[i : i + GRAM] for i in range(len(text) - GRAM + 1)}
+
+
+class PhraseIndex:
+    def __init__(self, phrases: Iterable[str]):
+        unique = sorted(set(phrases))
+        short = [p for p in unique if len(p) < GRAM]
+        if short:
+            raise ValueError(f"phrases shorter than {GRAM} characters cannot be indexed: {short}")
+        counts = Counter(gram for phrase in unique for gram in _grams(phrase))
+        self._by_gram: dict[str, list[str]] = {}
+        for phrase in unique:
+            anchor = min(_grams(phrase), key=lambda gram: (counts[gram], gram))
+            self._by_gram.setdefault(anchor, []).append(phrase)
+
+    def present(self, text: str) -> set[str]:
+        """The indexed phrases that occur in text (substring, case as given)."""
+        found: set[str] = set()
+        for gram in self._by_gram.keys() & _grams(text):
+            found.update(phrase for phrase in self._by_gram[gram] if phrase in text)
+        return found
