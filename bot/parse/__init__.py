@@ -8,7 +8,9 @@ chat client or mail program wrapped, and returns every line it could not read as
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 
 from bot.model import Event, Unparsed
 from bot.parse.detect import looks_like_bounce, sniff_line
@@ -24,7 +26,7 @@ from bot.parse.prefilter import needless
 from bot.parse.qmail import parse_qmail_line
 from bot.parse.sendmail import parse_sendmail_message
 from bot.parse.session import parse_session_line
-from bot.parse.syslog import parse_syslog_header
+from bot.parse.syslog import parse_syslog_header, plain_syslog_header
 from bot.parse.transcript import parse_transcript_line
 
 _EVENT_FIELDS = frozenset(f.name for f in fields(Event))
@@ -107,16 +109,24 @@ def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] |
     return None
 
 
-def parse_program_message(header: dict, message: str) -> tuple[str, dict, int]:
-    """A syslog (or journald) message, read by its program's grammar when we have one."""
-    program = header.get("program") or ""
+@lru_cache(maxsize=1024)  # a log names a handful of programs, on every line
+def _grammar_for(program: str) -> tuple[str, Callable[[str], dict | None]] | None:
     for wanted, fmt, parse in _PROGRAMS:
         if wanted(program):
-            values = parse(message)
-            if values is not None:
-                return fmt, {**values, **{k: v for k, v in header.items() if v is not None}}, 2
-            return fmt, {**header, "kind": "info", "text": message}, 1
-    return "syslog", {**header, "kind": "info", "text": message}, 1
+            return fmt, parse
+    return None
+
+
+def parse_program_message(header: dict, message: str) -> tuple[str, dict, int]:
+    """A syslog (or journald) message, read by its program's grammar when we have one."""
+    found = _grammar_for(header.get("program") or "")
+    if found is None:
+        return "syslog", {**header, "kind": "info", "text": message}, 1
+    fmt, parse = found
+    values = parse(message)
+    if values is not None:
+        return fmt, {**values, **{k: v for k, v in header.items() if v is not None}}, 2
+    return fmt, {**header, "kind": "info", "text": message}, 1
 
 
 def _clean(line: str) -> str:
@@ -151,6 +161,17 @@ def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool =
         if skip is not None and exchange_fields is None and skip(physical):
             last = None  # nothing to re-join a wrapped line onto: it stays unparsed, as it is noise
             continue
+        if exchange_fields is None:
+            # Most lines of a log file: a plain syslog header, read by one regex (see
+            # plain_syslog_header); the rest of this loop is for pastes and other shapes.
+            line = physical[:-1] if physical[-1:] == "\r" else physical
+            plain = plain_syslog_header(line)
+            if plain is not None:
+                fmt, values, quality = parse_program_message(*plain)
+                result.events.append(make_event(number, line, fmt, values))
+                last = {"line": number, "text": line, "quality": quality, "slot": ("event", len(result.events) - 1)}
+                last["span"] = 1
+                continue
         line = _clean(physical)
         stripped = line.strip()
         if not stripped or stripped.startswith("```"):

@@ -63,6 +63,34 @@ def _bsd_header_regex() -> re.Pattern:
 
 _TRANSFORMER = SyslogTransformer()
 
+# The plain header of most lines of a busy log, with its fields as groups: the timestamp forms
+# that both the grammar's BSD_HEADER and the sniffer's syslog test accept, and a host name that
+# starts with a letter or digit. On such a line the sniffer answers syslog (or exim, which
+# tries this header first), no collector framing applies, and BSD_HEADER matches the same span:
+# tests/test_parse_fast_path.py holds plain_syslog_header to parse_syslog_header on every
+# fixture line. Anything else takes the general path.
+_PLAIN = re.compile(
+    r"(?:<[0-9]{1,3}>)?"
+    r"(?:(?P<bsd>[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?)"
+    r"|(?P<iso>[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?))"
+    r" (?P<host>[A-Za-z0-9][A-Za-z0-9._-]*) (?P<program>[^\s\[\]:]+)(?:\[(?P<pid>[0-9]+)\])?: ?"
+)
+
+
+def plain_syslog_header(line: str) -> tuple[dict, str] | None:
+    """parse_syslog_header for a plain syslog line, from one regex match; None for any other line."""
+    match = _PLAIN.match(line)
+    if match is None:
+        return None
+    bsd, iso, pid = match.group("bsd", "iso", "pid")
+    header = {
+        "timestamp": parse_any("TS_3164", " ".join(bsd.split())) if bsd else parse_any("TS_ISO", iso),
+        "host": match.group("host"),
+        "program": match.group("program"),
+        "pid": int(pid) if pid else None,
+    }
+    return header, line[match.end() :]
+
 
 def parse_syslog_header(line: str) -> tuple[dict, str] | None:
     """Return (header fields, message text), or None when the line has no syslog header."""
