@@ -38,15 +38,12 @@ _REJECT_STAGES = {
 # The KV terminal of grammar/postfix.lark, word for word (a test holds them together):
 # the grammar matched the whole list as one token, this splits it into pairs.
 KV_PATTERN = r"[a-z_-]+=(<[^<>\n]*>|[^,\s()]*)"
-_KV = re.compile(KV_PATTERN)
+# The same pattern with the key as a group of its own: findall then gives the pairs in one call.
+_KV_PAIRS = re.compile(KV_PATTERN.replace("[a-z_-]+=", "([a-z_-]+)=", 1))
 
 
 def _kv(children) -> dict[str, str]:
-    pairs = {}
-    for match in _KV.finditer(str(children[0])):
-        key, _, value = match.group(0).partition("=")
-        pairs[key] = value
-    return pairs
+    return dict(_KV_PAIRS.findall(str(children[0])))  # a key given twice: the last value, as Postfix means
 
 
 def _reply_fields(text: str) -> dict:
@@ -160,7 +157,7 @@ class PostfixTransformer(Transformer):
         return fields
 
     def queue_record(self, children):
-        fields = dict(children[1])
+        fields = children[1]  # a dict this parse made: no copy needed
         fields["session"] = str(children[0])
         return fields
 
