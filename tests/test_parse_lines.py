@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
 from bot.parse import parse_text
 from bot.parse.postfix import parse_postfix_message
 from bot.parse.reply import parse_reply
@@ -129,12 +131,40 @@ def test_prose_around_a_paste_is_listed_as_unparsed_with_line_numbers():
     assert result.events[0].line == 3
 
 
-def test_postfix_kv_splitter_is_the_grammars_kv_terminal():
-    from bot.parse.postfix import KV_PATTERN
+def test_postfix_kv_splitters_are_the_grammars_terminals():
+    from bot.parse.postfix import KV_PATTERN, PAREN_PATTERN, RETURNED_PATTERN
     from bot.resources import grammar_dir
 
     grammar = (grammar_dir() / "postfix.lark").read_text()
     assert f"KV: /{KV_PATTERN}/" in grammar
+    assert f"PAREN_TEXT: /{PAREN_PATTERN}/" in grammar
+    assert f"RETURNED: /{RETURNED_PATTERN}/" in grammar
+    assert "KV_RECORD: KV_LIST (/ +/ PAREN_TEXT)? RETURNED?" in grammar  # the composition the splitter repeats
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("3F2A1B4C5D: from=<a@b.example>, size=1, nrcpt=1 (queue active)", {"kind": "queued", "text": "queue active"}),
+        (
+            "3F2A1B4C5D: from=<a@b.example>, status=expired, returned to sender",
+            {"kind": "expired", "status": "expired"},
+        ),
+        ("3F2A1B4C5D: to=<a@b.example>, status=sent  (250 2.0.0 Ok (x))", {"kind": "status", "reply_code": 250}),
+        ("3F2A1B4C5D: to=<a@b.example>, status=sent (250 ok), returned to sender", {"kind": "expired"}),
+    ],
+)
+def test_a_postfix_record_token_is_split_into_its_parts(message, expected):
+    fields = parse_postfix_message(message)
+    assert fields is not None and fields["session"] == "3F2A1B4C5D"
+    assert {key: fields.get(key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "message", ["3F2A1B4C5D: to=<a@b.example>, status=sent garbage", "3F2A1B4C5D: to=<a@b.example>, status=sent (open"]
+)
+def test_a_postfix_record_with_more_after_it_does_not_parse(message):
+    assert parse_postfix_message(message) is None
 
 
 def test_every_grammar_builds_lalr_clean():

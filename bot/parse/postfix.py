@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from lark import Transformer
 from lark.exceptions import LarkError
@@ -58,11 +59,31 @@ def _reply_fields(text: str) -> dict:
     return fields
 
 
+# KV_RECORD's other parts, word for word as grammar/postfix.lark has them (the same test holds them).
+PAREN_PATTERN = r"\([^\n]*\)"
+RETURNED_PATTERN = r",\s*returned to sender"
+
+
+@cache
+def _kv_record_parts() -> re.Pattern:
+    # KV_RECORD's parts, each a group: the lexer matched the record as one token, and this
+    # splits it the same way (the same regex, so the same split).
+    kv = parser("postfix", PostfixTransformer).get_terminal("KV_LIST").pattern.to_regexp()
+    return re.compile(f"(?P<kv>{kv})(?: +(?P<paren>{PAREN_PATTERN}))?(?P<returned>{RETURNED_PATTERN})?")
+
+
 class PostfixTransformer(Transformer):
     kv_list = staticmethod(_kv)
 
     def kv_record(self, children):
-        pairs = children[0]
+        session, record = str(children[0]), str(children[1])
+        parts = _kv_record_parts().fullmatch(record)
+        fields = self._kv_fields(_kv([parts.group("kv")]), parts.group("paren"), parts.group("returned"))
+        fields["session"] = session
+        return fields
+
+    @staticmethod
+    def _kv_fields(pairs: dict, paren: str | None, returned: str | None) -> dict:
         fields: dict = {"kind": "info"}
         if "to" in pairs:
             fields["recipient"] = strip_angle(pairs["to"])
@@ -92,18 +113,17 @@ class PostfixTransformer(Transformer):
             fields["enhanced_status"] = pairs["dsn"]
         if "status" in pairs:
             fields["status"] = STATUS_WORDS.get(pairs["status"], pairs["status"])
-        for child in children[1:]:
-            if child.type == "PAREN_TEXT" and fields["kind"] == "status":
-                dsn = fields.get("enhanced_status")
-                fields.update(_reply_fields(str(child)[1:-1]))
-                if dsn:  # the dsn= field is Postfix's own verdict: it wins over the quoted text
-                    fields["enhanced_status"] = dsn
-            elif child.type == "PAREN_TEXT":
-                fields["text"] = str(child)[1:-1]
-            elif child.type == "RETURNED":
-                fields["kind"] = "expired"
-                fields["status"] = "expired"
-                fields["text"] = "the message expired in the queue and was returned to the sender"
+        if paren is not None and fields["kind"] == "status":
+            dsn = fields.get("enhanced_status")
+            fields.update(_reply_fields(paren[1:-1]))
+            if dsn:  # the dsn= field is Postfix's own verdict: it wins over the quoted text
+                fields["enhanced_status"] = dsn
+        elif paren is not None:
+            fields["text"] = paren[1:-1]
+        if returned is not None:
+            fields["kind"] = "expired"
+            fields["status"] = "expired"
+            fields["text"] = "the message expired in the queue and was returned to the sender"
         return fields
 
     def removed(self, _children):
