@@ -100,11 +100,12 @@ class _Plan:
     articles that can match an outcome of that status (in their order: ties go to the first),
     each rule with its phrase set, and an index of those phrases when there are many."""
 
-    articles: tuple[tuple[Article, tuple[tuple[Rule, frozenset[str] | None], ...]], ...]
+    # (article, the phrases of all its rules or None when a rule has none, (rule, its phrases))
+    articles: tuple[tuple[Article, frozenset[str] | None, tuple[tuple[Rule, frozenset[str] | None], ...]], ...]
     phrases: PhraseIndex | None
 
 
-_INDEX_FROM = 40  # phrases; below this, testing each phrase costs less than reading the index
+_INDEX_FROM = 100  # phrases; below this, testing each phrase costs less than reading the index
 
 
 def _plan(articles: dict[str, Article], status: str) -> _Plan:
@@ -117,7 +118,13 @@ def _plan(articles: dict[str, Article], status: str) -> _Plan:
     if status not in plans:
         chosen = [a for a in articles.values() if status in (a.statuses or FAILED) and a.id != "unknown"]
         laid_out = tuple(
-            (article, tuple((rule, frozenset(rule.phrases) if rule.phrases else None) for rule in article.rules))
+            (
+                article,
+                frozenset(p for rule in article.rules for p in rule.phrases)
+                if all(rule.phrases for rule in article.rules)
+                else None,
+                tuple((rule, frozenset(rule.phrases) if rule.phrases else None) for rule in article.rules),
+            )
             for article in chosen
         )
         phrases = {p for article in chosen for rule in article.rules for p in rule.phrases}
@@ -134,9 +141,11 @@ def best_match(facts: Facts, articles: dict[str, Article], exclude: tuple[str, .
     # phrases present known at once, such rules are passed over without being scored.
     present = plan.phrases.present(facts.text) if plan.phrases is not None else None
     best: tuple[float, int, str] | None = None
-    for article, rules in plan.articles:
-        if article.id in exclude:
-            continue
+    for article, all_phrases, rules in plan.articles:
+        if article.id in exclude or (
+            present is not None and all_phrases is not None and all_phrases.isdisjoint(present)
+        ):
+            continue  # (an article none of whose phrases occur: every rule of it scores 0)
         score = 0.0
         for rule, phrases in rules:
             if present is not None and phrases is not None and phrases.isdisjoint(present):
