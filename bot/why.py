@@ -75,7 +75,7 @@ def why_from_logs(patterns: list[str], address: str, since: timedelta | None, li
             hits = log.grep([address.encode()], ignore_case=True)[:MAX_MATCHED_LINES]
             ids = set()
             for _, line in hits:
-                parsed = parse_line(line)
+                parsed = parse_line(line.rstrip("\r"))  # a CRLF log's lines keep their CR; parse_lines drops it too
                 if parsed and parsed[1].get("session"):
                     ids.add(parsed[1]["session"])
             if ids:  # the second pass: every line of those messages
