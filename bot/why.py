@@ -66,19 +66,20 @@ def why_from_logs(patterns: list[str], address: str, since: timedelta | None, li
     from bot.correlate import correlate_events
     from bot.parse import parse_line, parse_lines
     from bot.sources.files import expand
-    from bot.sources.scan import grep_lines
+    from bot.sources.scan import open_log
 
     files = [p for pattern in patterns for p in expand(pattern) if p.exists()]
     deliveries: list[Delivery] = []
     for path in files:
-        hits = grep_lines(path, [address.encode()], ignore_case=True)[:MAX_MATCHED_LINES]
-        ids = set()
-        for _, line in hits:
-            parsed = parse_line(line)
-            if parsed and parsed[1].get("session"):
-                ids.add(parsed[1]["session"])
-        if ids:  # the second pass: every line of those messages
-            hits = sorted({*hits, *grep_lines(path, [i.encode() for i in sorted(ids)])})[:MAX_MATCHED_LINES]
+        with open_log(path) as log:  # one map for both passes, which share their line counting
+            hits = log.grep([address.encode()], ignore_case=True)[:MAX_MATCHED_LINES]
+            ids = set()
+            for _, line in hits:
+                parsed = parse_line(line.rstrip("\r"))  # a CRLF log's lines keep their CR; parse_lines drops it too
+                if parsed and parsed[1].get("session"):
+                    ids.add(parsed[1]["session"])
+            if ids:  # the second pass: every line of those messages
+                hits = sorted({*hits, *log.grep([i.encode() for i in sorted(ids)])})[:MAX_MATCHED_LINES]
         if not hits:
             continue
         numbers = [number for number, _ in hits]

@@ -46,3 +46,57 @@ def test_a_common_anchor_falls_back_to_lowered_blocks(tmp_path):
     path.write_text("\n".join(["1234@ filler"] * 50 + LINES) + "\n")
     assert scan._search_anchored(open(path, "rb").read(), b"ops1234@slow.example.net", most=10) is None
     assert [line for _, line in grep_lines(path, [b"ops1234@slow.example.net"], True)] == [LINES[0], LINES[3]]
+
+
+# A queue id search after an address search numbers lines from the hits the first one counted:
+# lines before, between and after those hits, the first and the last line, and an id that is
+# also part of a longer token (a substring match, like grep -F).
+MESSAGE = [
+    "Nov 29 04:20:59 mail postfix/pickup[7]: 0F1E2D3C4B: uid=0 from=<root>",
+    "Nov 29 04:21:00 mail postfix/qmgr[1]: 0F1E2D3C4B: from=<root@mail>, size=310, nrcpt=1 (queue active)",
+    "Nov 29 04:21:01 mail postfix/smtpd[2]: connect from unknown[192.0.2.1]",
+    "Nov 29 04:21:13 mail postfix/smtp[1]: 0F1E2D3C4B: to=<Ops@Slow.Example.NET>, status=deferred",
+    "Nov 29 04:21:14 mail postfix/cleanup[3]: X0F1E2D3C4BX: message-id=<a@b>",
+    "",
+    "Nov 29 05:21:13 mail postfix/smtp[1]: 0F1E2D3C4B: to=<ops@slow.example.net>, status=bounced",
+    "Nov 29 05:21:14 mail postfix/qmgr[1]: 0F1E2D3C4B: removed",
+]
+
+
+def _reference(data: bytes, needles: list[bytes], ignore_case: bool) -> list[tuple[int, str]]:
+    """A line by line search, the obvious way."""
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+
+    def holds(line: bytes) -> bool:
+        return any((n.lower() in line.lower()) if ignore_case else (n in line) for n in needles)
+
+    return [(n, line.decode()) for n, line in enumerate(lines, start=1) if holds(line)]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("block", [16, 1 << 20])
+@pytest.mark.parametrize("ending", ["\n", ""], ids=["final-newline", "no-final-newline"])
+@pytest.mark.parametrize("address_first", [True, False])
+def test_searches_of_one_open_log_number_lines_as_the_file_does(tmp_path, monkeypatch, suffix, block, ending,
+                                                                 address_first):  # fmt: skip
+    monkeypatch.setattr(scan, "BLOCK", block)
+    data = ("\n".join(MESSAGE) + ending).encode()
+    path = tmp_path / f"mail.log{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix else data)
+    searches = [([b"ops@slow.example.net"], True), ([b"0F1E2D3C4B", b"no-such-id"], False)]
+    with scan.open_log(path) as log:
+        for needles, ignore_case in searches if address_first else searches[::-1]:
+            assert log.grep(needles, ignore_case) == _reference(data, needles, ignore_case)
+    ids = [number for number, _ in _reference(data, [b"0F1E2D3C4B"], False)]
+    assert ids == [1, 2, 4, 5, 7, 8]  # the first and the last line, and the id inside a longer token
+
+
+def test_a_log_searched_again_finds_the_same_lines(tmp_path):
+    path = tmp_path / "mail.log"
+    path.write_text("\n".join(MESSAGE * 3) + "\n")
+    with scan.open_log(path) as log:
+        first = log.grep([b"0F1E2D3C4B"])
+        assert log.grep([b"slow.example"], True) == _reference(path.read_bytes(), [b"slow.example"], True)
+        assert log.grep([b"0F1E2D3C4B"]) == first == _reference(path.read_bytes(), [b"0F1E2D3C4B"], False)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rich.markup import escape
-
 from bot.checks import CheckResult
 
 ICONS = {"ok": "✓", "problem": "✗", "warning": "!", "could-not-check": "?", "skipped": "–"}
@@ -37,6 +35,8 @@ def print_checks(checks: list[CheckResult] | None, say: Callable[[str], None], v
     """Rich-markup lines for bot/render/text.py (say = console.print)."""
     if not checks:
         return
+    from rich.markup import escape  # here, not at the top: the JSON report imports this module too
+
     say("  [bold]Checked now:[/bold]")
     for check in checks:
         style = _STYLE.get(check.status, "")

@@ -4,14 +4,19 @@ settings, says what to fix if they are wrong, and hands over to bot/serve/{web,w
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
+
+if TYPE_CHECKING:  # bot.cli imports these commands at start: `why --format json` never needs rich
+    from rich.console import Console
 
 EXIT_USAGE = 2
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 

@@ -1,7 +1,11 @@
 """Find the lines of a big log that mention some strings, at close to grep's speed: the file
 is memory-mapped and searched with mmap.find (a fast C search, no copy), and only then are
 the matching lines cut out and numbered. A case-insensitive search lowers one block of the
-map at a time; compressed files are read block by block."""
+map at a time; compressed files are read block by block.
+
+A log opened with open_log can be searched several times (`why`: the address, then its queue
+ids) and counts each stretch of newlines about once: line numbers are counted only up to a
+hit, from the nearest line already numbered, never over the whole file."""
 
 from __future__ import annotations
 
@@ -17,10 +21,34 @@ BLOCK = 8 * 1024 * 1024
 
 def grep_lines(path: Path, needles: Iterable[bytes], ignore_case: bool = False) -> list[tuple[int, str]]:
     """(line number, line) for every line holding any needle, in file order."""
-    wanted = [n.lower() if ignore_case else n for n in needles if n]
+    with open_log(path) as log:
+        return log.grep(needles, ignore_case)
+
+
+def open_log(path: Path) -> MappedLog | StreamedLog:
+    """A log to search one or more times: mapped in memory, or read block by block when it is
+    compressed or empty (an empty file cannot be mapped)."""
     if path.suffix == ".gz" or os.stat(path).st_size == 0:
-        return _grep_blocks(path, wanted, ignore_case)
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return StreamedLog(path)
+    return MappedLog(path)
+
+
+class MappedLog:
+    """A plain log file, memory-mapped once for all its searches."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "rb")  # noqa: SIM115 - closed by close(), with the map
+        try:
+            self._data = mmap.mmap(self._handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except BaseException:
+            self._handle.close()
+            raise
+        self._numbers = _LineNumbers(self._data)
+
+    def grep(self, needles: Iterable[bytes], ignore_case: bool = False) -> list[tuple[int, str]]:
+        """(line number, line) for every line holding any needle, in file order."""
+        data = self._data
+        wanted = [n.lower() if ignore_case else n for n in needles if n]
         if not ignore_case:
             starts = _search(data, wanted)
         else:
@@ -28,7 +56,76 @@ def grep_lines(path: Path, needles: Iterable[bytes], ignore_case: bool = False) 
             for needle in wanted:
                 found = _search_anchored(data, needle)
                 starts |= found if found is not None else _search_lowered(data, [needle])
-        return _numbered(data, sorted(starts))
+        ordered = sorted(starts)
+        return list(zip(self._numbers.of(ordered), map(self._line_at, ordered), strict=True))
+
+    def _line_at(self, start: int) -> str:
+        end = self._data.find(b"\n", start)
+        return self._data[start : end if end >= 0 else len(self._data)].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._data.close()
+        self._handle.close()
+
+    def __enter__(self) -> MappedLog:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+class StreamedLog:
+    """A compressed (or empty) log: each search decompresses it again, block by block."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def grep(self, needles: Iterable[bytes], ignore_case: bool = False) -> list[tuple[int, str]]:
+        wanted = [n.lower() if ignore_case else n for n in needles if n]
+        return _grep_blocks(self._path, wanted, ignore_case)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> StreamedLog:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        pass
+
+
+class _LineNumbers:
+    """Line numbers of line starts in a map. Newlines are counted from the nearest start already
+    numbered (by this search or an earlier one) up to each new one, so the queue id search after
+    the address search counts little, and no search counts past its last hit."""
+
+    def __init__(self, data) -> None:
+        self._data = data
+        self._known: list[tuple[int, int]] = [(0, 1)]  # (line start, its number), sorted
+
+    def of(self, starts: list[int]) -> list[int]:
+        """The numbers of these line starts (sorted, as given)."""
+        known, numbers = self._known, []
+        base, k = known[0], 0
+        for start in starts:
+            while k < len(known) and known[k][0] <= start:
+                base = max(base, known[k])
+                k += 1
+            number = base[1] + self._newlines(base[0], start)
+            base = (start, number)
+            numbers.append(number)
+        # two sorted runs: the merge is linear (timsort finds the runs)
+        self._known = sorted(known + list(zip(starts, numbers, strict=True)))
+        return numbers
+
+    def _newlines(self, start: int, end: int) -> int:
+        # mmap has no count(): copy a block at a time, so memory stays bounded on a huge gap
+        total = 0
+        while start < end:
+            stop = min(end, start + BLOCK)
+            total += self._data[start:stop].count(b"\n")
+            start = stop
+        return total
 
 
 def _anchor(needle: bytes) -> bytes:
@@ -83,16 +180,6 @@ def _search_lowered(data, needles: list[bytes]) -> set[int]:
         starts.update(position + start for start in _search(block, needles))
         position = end
     return starts
-
-
-def _numbered(data, starts: list[int]) -> list[tuple[int, str]]:
-    found, number, counted = [], 1, 0
-    for start in starts:
-        number += data[counted:start].count(b"\n")  # newlines between the last hit and this one
-        counted = start
-        end = data.find(b"\n", start)
-        found.append((number, data[start : end if end >= 0 else len(data)].decode("utf-8", "replace")))
-    return found
 
 
 def _blocks(path: Path) -> Iterator[bytes]:

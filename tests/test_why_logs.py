@@ -1,0 +1,69 @@
+"""`why --log` without an index: the stories and line numbers a scan of the file gives, whatever
+the file's line ends and wherever in it the address and its queue id lie."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from bot.why import why_from_logs
+
+from .conftest import FIXTURES
+
+LINES = (FIXTURES / "postfix" / "deferred-then-bounced.log").read_text().splitlines()
+ADDRESS = "ops@slow.example.net"
+
+
+def _story(path):
+    (story,) = why_from_logs([str(path)], ADDRESS, None).deliveries
+    return story
+
+
+def _evidence_lines(story, lines: list[str]) -> list[int]:
+    """The evidence's line numbers, each checked to point at that very line of the file."""
+    for evidence in story.evidence():
+        assert lines[evidence.line - 1].rstrip("\r") == evidence.text
+    return [e.line for e in story.evidence()]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_a_crlf_log_without_a_final_newline_tells_the_same_story(tmp_path, suffix):
+    lf = tmp_path / "lf.log"
+    lf.write_text("\n".join(LINES) + "\n")
+    crlf = tmp_path / f"crlf.log{suffix}"
+    data = "\r\n".join(LINES).encode()  # and no line end after the last line
+    crlf.write_bytes(gzip.compress(data) if suffix else data)
+    expected, story = _story(lf), _story(crlf)
+    assert [a.status for a in story.attempts] == ["deferred", "deferred", "bounced"]
+    assert [(e.line, e.text) for e in story.evidence()] == [(e.line, e.text) for e in expected.evidence()]
+    assert [e.line for e in story.evidence()] == [1, 2, 3, 5, 7, 8, 9, 10]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("ending", ["\n", ""], ids=["final-newline", "no-final-newline"])
+def test_the_address_on_the_first_and_the_last_line(tmp_path, suffix, ending):
+    # the first deferral opens the file and the bounce closes it; the message's other lines,
+    # found by its queue id, lie between them and are numbered as the file has them
+    first, last = LINES[4], LINES[7]
+    lines = [first, *(line for line in LINES if line not in (first, last)), last]
+    path = tmp_path / f"mail.log{suffix}"
+    data = ("\n".join(lines) + ending).encode()
+    path.write_bytes(gzip.compress(data) if suffix else data)
+    story = _story(path)
+    assert [a.status for a in story.attempts] == ["deferred", "deferred", "bounced"]
+    # the message's lines but the connect (line 5) and carl's delivery (line 6); the bounce is last
+    assert sorted(_evidence_lines(story, lines)) == [1, 2, 3, 4, 7, 8, 9, 10]
+    assert story.final.evidence[-1].line == len(lines)
+
+
+def test_a_longer_id_holding_the_queue_id_does_not_change_the_story(tmp_path):
+    # another message whose queue id ends with this one's: found by the id search (a substring
+    # match, like grep), but its lines are not this message's
+    other = [line.replace("7A1B2C3D4E", "FF7A1B2C3D4E").replace(ADDRESS, "else@where.example") for line in LINES]
+    lines = other[:3] + LINES + other[3:]
+    path = tmp_path / "mail.log"
+    path.write_text("\n".join(lines) + "\n")
+    story = _story(path)
+    assert story.queue_id == "7A1B2C3D4E"
+    assert _evidence_lines(story, lines) == [n + 3 for n in (1, 2, 3, 5, 7, 8, 9, 10)]
