@@ -35,7 +35,10 @@ STAGE_LABELS = {
 STATUSES = ("delivered", "deferred", "bounced", "rejected", "expired", "unknown")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each of its 26 fields through object.__setattr__, which
+# made creating an Event cost as much as parsing its line's header; ingest makes one per line.
+# Nothing changes an Event after the parser made it (correlation uses dataclasses.replace).
+@dataclass(slots=True)
 class Event:
     """One understood log line (or bounce field), normalised across formats."""
 

@@ -210,7 +210,10 @@ def test_journald_source_indexes_a_unit_and_resumes_after_its_cursor(tmp_path):
     assert "journal: indexed 6 new lines" in first.stderr  # the cron entry is another unit's
     (story,) = _why(db, "ops@slow.example.net")
     assert story.status == "deferred"
-    assert story.attempts[0].evidence[0].text.startswith("2025-11-27T08:00:05+00:00 mx1 postfix/smtp[1310]: ")
+    # the smtp client's own "connect to" line, then the status line that quotes it
+    connect, status = story.attempts[0].evidence
+    assert connect.text.startswith("2025-11-27T08:00:04+00:00 mx1 postfix/smtp[1310]: connect to mx.slow")
+    assert status.text.startswith("2025-11-27T08:00:05+00:00 mx1 postfix/smtp[1310]: 7A1B2C3D4E: to=<ops@")
 
     _append_journal(journal, [_export_entry(line, n) for n, line in enumerate(lines[6:], start=6)])
     second = _cli("ingest", "journal", "--db", str(db), env=env)

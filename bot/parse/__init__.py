@@ -64,6 +64,8 @@ class ParseResult:
 
 
 def make_event(line: int, raw: str, fmt: str, values: dict) -> Event:
+    if values.keys() <= _EVENT_FIELDS:  # what the grammars give (a set test costs less than a copy)
+        return Event(line=line, raw=raw, format=fmt, **values)
     return Event(line=line, raw=raw, format=fmt, **{k: v for k, v in values.items() if k in _EVENT_FIELDS})
 
 
