@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from bot.model import Delivery
 from bot.store_backends import StoreError, one_line, open_backend
-from bot.store_rows import UPSERT_DELIVERY, attempt_rows, delivery_from_rows, delivery_row, iso
+from bot.store_rows import INSERT_ATTEMPT, UPSERT_DELIVERY, attempt_rows, delivery_from_rows, delivery_row, iso
 from bot.store_schema import AUDIT_COLUMNS, FEEDBACK_COLUMNS, SCHEMA_VERSION, migrate, read_version
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Position", "Store", "StoreError", "open_store"]
@@ -253,10 +253,7 @@ class Store:
         self._merge_messages(source, messages)
         known = self._with_attempts([key for (key, _), _ in stories])
         self.backend.executemany(
-            "insert into attempts (id, delivery_id, line, time, status, stage, reply_code, "
-            "enhanced_status, text, remote_host, remote_ip, evidence) values (?,?,?,?,?,?,?,?,?,?,?,?) "
-            "on conflict (id) do nothing",
-            [row for (key, _), delivery in stories for row in attempt_rows(key, delivery)],
+            INSERT_ATTEMPT, [row for (key, _), delivery in stories for row in attempt_rows(key, delivery)]
         )
         senders = self._message_facts({message_key for (_, message_key), _ in stories})
         rows = []

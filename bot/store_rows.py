@@ -67,15 +67,19 @@ UPSERT_DELIVERY = (
 )
 
 
+INSERT_ATTEMPT = (
+    "insert into attempts (delivery_id, line, time, status, stage, reply_code, enhanced_status, text, "
+    "remote_host, remote_ip, evidence) values (?,?,?,?,?,?,?,?,?,?,?) on conflict (delivery_id, line) do nothing"
+)
+
+
 def attempt_rows(key: str, delivery: Delivery) -> list[tuple]:
     rows = []
     for attempt in delivery.attempts:
-        line = attempt.evidence[-1].line if attempt.evidence else 0
         rows.append(
             (
-                f"{key}|{line}",
                 key,
-                line,
+                attempt.evidence[-1].line if attempt.evidence else 0,
                 iso(attempt.timestamp),
                 attempt.status,
                 attempt.stage,

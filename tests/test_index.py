@@ -232,7 +232,9 @@ def test_a_full_disk_stops_ingest_clearly_and_a_rerun_with_room_finishes_the_job
     done = run_cli("ingest", str(log), "--db", str(db), "--chunk-lines", "500")
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(db) as connection:
-        attempts, distinct = connection.execute("select count(*), count(distinct id) from attempts").fetchone()
+        attempts, distinct = connection.execute(
+            "select count(*), count(distinct delivery_id || '|' || line) from attempts"
+        ).fetchone()
         final = connection.execute("select offset, lines from positions").fetchone()
     assert attempts == distinct == _status_lines(log)
     assert final == (log.stat().st_size, 20000)
