@@ -42,6 +42,24 @@ def test_ingest_twice_indexes_each_line_once(tmp_path, store_target):
     assert store.counts()["deliveries"] == 2
 
 
+def _table(store: Store, table: str) -> list[tuple]:
+    return sorted(tuple(row.values()) for row in store.backend.query(f"select * from {table}"))
+
+
+def test_a_story_told_across_chunks_is_indexed_as_if_read_at_once(tmp_path, store_target):
+    """A chunk per line: each story is written at its first line, then read back and merged again
+    at every later line that tells more of it (the sender comes from an earlier chunk's qmgr
+    line). The index must end as one chunk leaves it."""
+    logs = [str(LOG), str(FIXTURES / "postfix" / "incoming-rejects.log")]
+    whole = Store(tmp_path / "whole.db")
+    ingest_paths(whole, logs, source="mx1")
+    split = Store(store_target)
+    ingest_paths(split, logs, source="mx1", chunk_lines=1)
+    for table in ("deliveries", "attempts", "messages"):
+        assert _table(split, table) == _table(whole, table)
+    assert split.counts()["deliveries"] > 2
+
+
 def test_why_from_index_is_case_insensitive_and_tells_the_whole_story(tmp_path, store_target):
     store = Store(store_target)
     ingest_paths(store, [str(LOG)])
