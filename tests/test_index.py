@@ -215,12 +215,13 @@ def test_durations():
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 600 kB filesystem (tmpfs), so the database runs out of room for real."""
+    """A real 2 MB filesystem (tmpfs), so the database runs out of room for real (an empty index
+    with its write-ahead log takes about 0.5 MB: 16 kB pages)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
     folder = tmp_path / "small"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
