@@ -22,15 +22,13 @@ from bot.model import Delivery
 from bot.store_backends import StoreError, one_line, open_backend
 from bot.store_rows import (
     INSERT_ATTEMPT,
-    KEY,
-    MESSAGE_KEY,
     UPSERT_DELIVERY,
     UPSERT_MESSAGE,
     ChunkRows,
     delivery_from_rows,
+    facts_wanted,
     iso,
-    lacks_message_facts,
-    merged_row,
+    merged_rows,
     rows_for,
 )
 from bot.store_schema import AUDIT_COLUMNS, FEEDBACK_COLUMNS, SCHEMA_VERSION, migrate, read_version
@@ -277,12 +275,9 @@ class Store:
         attempts: dict[str, list[dict]] = {key: [] for key in stored}
         for attempt in self._rows_in("select * from attempts where delivery_id in", stored, "order by time, line"):
             attempts[attempt["delivery_id"]].append(attempt)
-        wanted = {row[MESSAGE_KEY] for row in rows.deliveries if lacks_message_facts(row, stored.get(row[KEY]))}
+        wanted = facts_wanted(rows, stored)
         facts = {r["id"]: r for r in self._rows_in("select id, sender, message_id from messages where id in", wanted)}
-        merged = [
-            merged_row(row, stored.get(row[KEY]), attempts.get(row[KEY], []), facts.get(row[MESSAGE_KEY], {}), diagnose)
-            for row in rows.deliveries
-        ]
+        merged = merged_rows(rows, stored, attempts, facts, diagnose)
         self.backend.executemany(UPSERT_DELIVERY, merged)
         if position is not None:
             self._save_position(position)

@@ -160,11 +160,35 @@ def delivery_row(source: str, key: str, message_key: str, delivery: Delivery, st
     )
 
 
-def lacks_message_facts(row: tuple, stored: dict | None) -> bool:
-    """Whether the story needs its message's sender or Message-ID from the messages table."""
-    sender = (stored or {}).get("sender") or row[_SENDER]
-    message_id = (stored or {}).get("message_id") or row[_MESSAGE_ID]
-    return not (sender and message_id)
+def facts_wanted(rows: ChunkRows, stored: dict[str, dict]) -> set[str]:
+    """The message keys of the stories that lack a sender or a Message-ID, which their message's
+    earlier lines (the messages table) may give."""
+    wanted = set()
+    for row in rows.deliveries:
+        known = stored.get(row[KEY]) or {}
+        if not ((known.get("sender") or row[_SENDER]) and (known.get("message_id") or row[_MESSAGE_ID])):
+            wanted.add(row[MESSAGE_KEY])
+    return wanted
+
+
+def merged_rows(
+    rows: ChunkRows,
+    stored: dict[str, dict],
+    attempts: dict[str, list[dict]],
+    facts: dict[str, dict],
+    diagnose: Callable[[Delivery], Diagnosis],
+) -> list[tuple]:
+    """The deliveries rows to write: merged_row for each story of the chunk. STORED: the rows of
+    the stories an earlier chunk wrote, ATTEMPTS their attempts, FACTS the messages wanted."""
+    merged = []
+    for row in rows.deliveries:
+        key = row[KEY]
+        if key not in stored and row[_SENDER] and row[_MESSAGE_ID]:
+            merged.append(row)  # most stories: new, and told whole in this chunk
+        else:
+            fact = facts.get(row[MESSAGE_KEY], {})
+            merged.append(merged_row(row, stored.get(key), attempts.get(key, []), fact, diagnose))
+    return merged
 
 
 def merged_row(
