@@ -171,8 +171,8 @@ def build_index(db: Path, deliveries: int, seed: int = 3) -> list[str]:
         for line in range(1 + (status == "deferred") + (rng.random() < 0.1)):
             text = "250 2.0.0 Ok" if status == "delivered" else "550 5.1.1 <x>: Recipient address rejected"
             batch_a.append(
-                (f"{key}|{n * 3 + line}", key, n * 3 + line, stamp, status, "rcpt", 250 if status == "delivered"
-                 else 550, "5.1.1", text, f"mx.{domain}", "198.51.100.7", json.dumps([[n * 3 + line, text]]))
+                (key, n * 3 + line, stamp, status, "rcpt", 250 if status == "delivered" else 550, "5.1.1",
+                 text, f"mx.{domain}", "198.51.100.7", json.dumps([[n * 3 + line, text]]))
             )  # fmt: skip
         recipients.append(rcpt)
         if len(batch_d) >= 50000:
@@ -185,7 +185,7 @@ def build_index(db: Path, deliveries: int, seed: int = 3) -> list[str]:
 
 def _flush(connection, deliveries: list, attempts: list) -> None:
     connection.executemany(f"insert or replace into deliveries values ({','.join('?' * 19)})", deliveries)
-    connection.executemany(f"insert or replace into attempts values ({','.join('?' * 12)})", attempts)
+    connection.executemany(f"insert or replace into attempts values ({','.join('?' * 11)})", attempts)
     deliveries.clear()
     attempts.clear()
 

@@ -20,7 +20,17 @@ from typing import TypeVar
 
 from bot.model import Delivery
 from bot.store_backends import StoreError, one_line, open_backend
-from bot.store_rows import UPSERT_DELIVERY, attempt_rows, delivery_from_rows, delivery_row, iso
+from bot.store_rows import (
+    INSERT_ATTEMPT,
+    UPSERT_DELIVERY,
+    UPSERT_MESSAGE,
+    ChunkRows,
+    delivery_from_rows,
+    facts_wanted,
+    iso,
+    merged_rows,
+    rows_for,
+)
 from bot.store_schema import AUDIT_COLUMNS, FEEDBACK_COLUMNS, SCHEMA_VERSION, migrate, read_version
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Position", "Store", "StoreError", "open_store"]
@@ -235,110 +245,61 @@ class Store:
     ) -> int:
         """Merge one chunk's deliveries and message facts, and move the position, atomically.
         `diagnose(delivery)` recomputes a story's diagnosis from all its attempts.
+        write_rows with the rows built here; ingest builds them in its worker processes instead."""
+        return self.write_rows(source, rows_for(source, deliveries, messages, diagnose), position, diagnose)
 
-        Batched: one statement per table per chunk. A story seen for the first time is
-        diagnosed from memory; only stories that already had attempts are re-read. Writers of
-        one source run one at a time (PostgreSQL: an advisory lock on the source's name), since
-        the merge reads what an earlier chunk wrote."""
-        stories = [(self._keys(source, d), d) for d in deliveries if d.attempts]
+    def write_rows(self, source: str, rows: ChunkRows, position: Position | None, diagnose) -> int:
+        """Merge one chunk's rows (store_rows.rows_for) and move the position, atomically;
+        returns how many stories it wrote.
+
+        Batched: one statement per table per chunk. A story seen for the first time is written
+        as it comes; those an earlier chunk wrote are read back (one query for their rows, one
+        for their attempts) and diagnosed again from all of it. Writers of one source run one at a time
+        (PostgreSQL: an advisory lock on the source's name), since the merge reads what an
+        earlier chunk wrote."""
 
         def write() -> None:
             with self.transaction(lock=source):  # all of the chunk and its position, or none of it
-                self._merge_chunk(source, stories, messages, position, diagnose)
+                self._merge_rows(rows, position, diagnose)
 
         self._retrying(f"writing a chunk of {source}", write)
-        return len(stories)
+        return len(rows.deliveries)
 
-    def _merge_chunk(self, source: str, stories: list, messages: list[dict], position: Position | None, diagnose):
-        self._merge_messages(source, messages)
-        known = self._with_attempts([key for (key, _), _ in stories])
-        self.backend.executemany(
-            "insert into attempts (id, delivery_id, line, time, status, stage, reply_code, "
-            "enhanced_status, text, remote_host, remote_ip, evidence) values (?,?,?,?,?,?,?,?,?,?,?,?) "
-            "on conflict (id) do nothing",
-            [row for (key, _), delivery in stories for row in attempt_rows(key, delivery)],
-        )
-        senders = self._message_facts({message_key for (_, message_key), _ in stories})
-        rows = []
-        for (key, message_key), delivery in stories:
-            story = self._load_delivery(key, delivery) if key in known else delivery
-            fact = senders.get(message_key, {})
-            story.sender = story.sender or delivery.sender or fact.get("sender")
-            story.message_id = story.message_id or delivery.message_id or fact.get("message_id")
-            # a story new in this chunk was diagnosed already (in the parsing process)
-            diagnosis = delivery.diagnosis if key not in known and delivery.diagnosis else diagnose(story)
-            rows.append(delivery_row(source, key, message_key, delivery, story, diagnosis))
-        self.backend.executemany(UPSERT_DELIVERY, rows)
+    def _merge_rows(self, rows: ChunkRows, position: Position | None, diagnose) -> None:
+        self.backend.executemany(UPSERT_MESSAGE, rows.messages)
+        # A story an earlier chunk wrote has a deliveries row (exactly then: a story's row and its
+        # attempts are written, and pruned, together); a new one is written as the worker built it.
+        stored = {r["id"]: r for r in self._rows_in("select * from deliveries where id in", rows.keys())}
+        self.backend.executemany(INSERT_ATTEMPT, rows.attempts)
+        # the stories an earlier chunk wrote, read back with all their attempts, this chunk's too
+        attempts: dict[str, list[dict]] = {key: [] for key in stored}
+        for attempt in self._rows_in("select * from attempts where delivery_id in", stored, "order by time, line"):
+            attempts[attempt["delivery_id"]].append(attempt)
+        wanted = facts_wanted(rows, stored)
+        facts = {r["id"]: r for r in self._rows_in("select id, sender, message_id from messages where id in", wanted)}
+        merged = merged_rows(rows, stored, attempts, facts, diagnose)
+        self.backend.executemany(UPSERT_DELIVERY, merged)
         if position is not None:
             self._save_position(position)
-
-    @staticmethod
-    def _keys(source: str, delivery: Delivery) -> tuple[str, str]:
-        # Queue-based stories key on their queue id; a session's or an SMTP-time reject's story
-        # has none, and keys on the line it starts at.
-        anchor = delivery.queue_id or f"L{min((e.line for e in delivery.evidence()), default=0)}"
-        message_key = f"{source}|{delivery.host or ''}|{anchor}"
-        return f"{message_key}|{(delivery.recipient or '').lower()}", message_key
 
     def _query(self, sql: str, params=()) -> list[dict]:
         return self.backend.query(sql, params)
 
-    def _with_attempts(self, keys: list[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(keys), 500):
-            part = keys[start : start + 500]
-            marks = ",".join("?" * len(part))
-            sql = f"select distinct delivery_id from attempts where delivery_id in ({marks})"
-            found.update(r["delivery_id"] for r in self._query(sql, part))
-        return found
-
-    def _message_facts(self, keys: set[str]) -> dict[str, dict]:
-        facts: dict[str, dict] = {}
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), 500):
-            part = ordered[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for row in self._query(f"select id, sender, message_id from messages where id in ({marks})", part):
-                facts[row["id"]] = {"sender": row["sender"], "message_id": row["message_id"]}
-        return facts
-
-    def _merge_messages(self, source: str, messages: list[dict]) -> None:
-        self.backend.executemany(
-            "insert into messages (id, source, host, queue_id, sender, message_id, first_seen) "
-            "values (?,?,?,?,?,?,?) on conflict (id) do update set "
-            "sender = coalesce(excluded.sender, messages.sender), "
-            "message_id = coalesce(excluded.message_id, messages.message_id), "
-            "first_seen = coalesce(messages.first_seen, excluded.first_seen)",
-            [
-                (
-                    f"{source}|{m.get('host') or ''}|{m['queue_id']}",
-                    source,
-                    m.get("host"),
-                    m["queue_id"],
-                    m.get("sender"),
-                    m.get("message_id"),
-                    m.get("first_seen"),
-                )
-                for m in messages
-            ],
-        )
+    def _rows_in(self, select: str, values, order: str = "") -> list[dict]:
+        """`SELECT ... in (VALUES)`, in batches that stay below both engines' limits on parameters."""
+        rows: list[dict] = []
+        values = sorted(values)
+        for start in range(0, len(values), 500):
+            part = values[start : start + 500]
+            rows += self._query(f"{select} ({','.join('?' * len(part))}) {order}", part)
+        return rows
 
     # --- reading --------------------------------------------------------------------------
 
-    def _load_delivery(self, key: str, fallback: Delivery | None = None) -> Delivery | None:
+    def _load_delivery(self, key: str) -> Delivery | None:
         found = self._query("select * from deliveries where id = ?", [key])
-        row = found[0] if found else None
-        if row is None and fallback is not None:
-            row = {
-                "recipient": fallback.recipient,
-                "sender": fallback.sender,
-                "queue_id": fallback.queue_id,
-                "message_id": fallback.message_id,
-                "direction": fallback.direction,
-                "format": fallback.source_format,
-            }
         attempts = self._query("select * from attempts where delivery_id = ? order by time, line", [key])
-        return delivery_from_rows(key, row, attempts) if attempts else None
+        return delivery_from_rows(key, found[0] if found else None, attempts) if attempts else None
 
     def find(
         self, address: str, since: timedelta | None = None, limit: int = 20, source: str | None = None

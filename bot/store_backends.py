@@ -20,6 +20,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import sqlite_utils
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# SQLite settings for a writer that keeps large indexes up to date (see SQLiteBackend._pages)
+PAGE_SIZE = 16384
+CACHE_BYTES = 16 << 20  # ingest's whole budget, workers included, is 200 MB
 
 
 class StoreError(Exception):
@@ -61,11 +64,25 @@ class SQLiteBackend:
         try:
             connection = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
             self.db = sqlite_utils.Database(connection)
+            self._pages()
             self._wal(timeout)
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         except sqlite3.Error as error:
             raise StoreError(f"{self.path}: cannot open the index ({error}). Is it a whyfailed database?") from None
+
+    def _pages(self) -> None:
+        # Ingest inserts every story into indexes keyed by queue ids and addresses, so a chunk
+        # dirties pages all over each index, and each commit copies them to the WAL and a
+        # checkpoint copies them again. Bigger pages mean fewer of them: on a 1M-line log 16 kB
+        # pages take under a third of the write calls of 4 kB ones and a fifth less CPU. The
+        # size only takes on a new, empty file; an older index keeps its own.
+        self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        # Enough cache for most of those indexes' pages to stay in memory from one chunk to the
+        # next: with the default 2 MB each chunk read them from the file again (1M-line log: 586k
+        # read calls, 14.2 CPU-s; 16 MB: 152k, 10.2 s; 32 MB: 76k, 9.8 s). A connection's cache
+        # only grows as far as it is used.
+        self.db.execute(f"PRAGMA cache_size=-{CACHE_BYTES // 1024}")
 
     def _wal(self, timeout: float) -> None:
         # Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is

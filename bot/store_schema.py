@@ -7,11 +7,16 @@ in PostgreSQL). Only the automatic row id differs, and the backend supplies it.
 v1: deliveries, attempts, messages, positions, meta.
 v2: audit, feedback and cursors become part of the schema (before, the chat adapters and the
     journald source created them on first write, with whatever columns that first row had).
+v3: cheaper to write (issue 4: every index is updated for every story ingest writes, at random
+    places since the keys are queue ids and addresses). The indexes no query uses go (deliveries
+    by queue id, message id and message key; messages by message id), and an attempt is keyed by
+    (delivery_id, line) in one index, instead of by a text id that repeated both plus a second
+    index on them.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = [
     """create table if not exists messages (
@@ -67,6 +72,21 @@ _V2 = [
 ]
 
 
+_UNUSED_V1_INDEXES = (
+    "idx_deliveries_queue_id",
+    "idx_deliveries_message_id",
+    "idx_deliveries_message_key",
+    "idx_messages_message_id",
+)
+_ATTEMPT_COLUMNS = (
+    "delivery_id, line, time, status, stage, reply_code, enhanced_status, text, remote_host, remote_ip, evidence"
+)
+_ATTEMPTS_V3 = """create table attempts (
+        delivery_id text, line bigint, time text, status text, stage text, reply_code bigint,
+        enhanced_status text, text text, remote_host text, remote_ip text, evidence text,
+        primary key (delivery_id, line))"""
+
+
 def create_v1(backend) -> None:
     for statement in _V1:
         backend.execute(statement)
@@ -87,7 +107,19 @@ def create_v2(backend) -> None:
         backend.execute(statement)
 
 
-STEPS = {1: create_v1, 2: create_v2}  # version -> what brings the version before it up to it
+def create_v3(backend) -> None:
+    for index in _UNUSED_V1_INDEXES:
+        backend.execute(f"drop index if exists {index}")
+    if "id" not in backend.columns("attempts"):
+        return
+    # A primary key cannot be changed in place (SQLite): copy the rows into the new table.
+    backend.execute("alter table attempts rename to attempts_v2")
+    backend.execute(_ATTEMPTS_V3)
+    backend.execute(f"insert into attempts ({_ATTEMPT_COLUMNS}) select {_ATTEMPT_COLUMNS} from attempts_v2")
+    backend.execute("drop table attempts_v2")  # and its index on (delivery_id, line) with it
+
+
+STEPS = {1: create_v1, 2: create_v2, 3: create_v3}  # version -> what brings the version before it up to it
 
 
 def read_version(backend) -> int:

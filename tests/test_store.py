@@ -1,4 +1,4 @@
-"""The store on both backends: schema 2 and the upgrade from schema 1, audit and feedback rows,
+"""The store on both backends: schema 3 and the upgrades from schemas 1 and 2, audit and feedback rows,
 the /whyfailed lookup's choice between the index and the logs, and clear one-line errors."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from bot.conversation import Context, Conversation, store_audit
 from bot.ingest import ingest_paths
 from bot.settings import Settings
 from bot.store import SCHEMA_VERSION, Store, StoreError
-from bot.store_backends import redact_url
+from bot.store_backends import open_backend, redact_url
+from bot.store_schema import STEPS
 from bot.why import why_from_store
 
 from .conftest import FIXTURES
@@ -26,10 +27,10 @@ CONSOLE = Context("console", "me")
 
 def test_a_new_store_is_at_the_current_schema(store_target):
     store = Store(store_target)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     assert store.counts() == {"deliveries": 0, "attempts": 0, "messages": 0, "positions": 0}
     store.check_writable()
-    assert store.schema_version == 2 and store.counts()["positions"] == 0  # the trial write was rolled back
+    assert store.schema_version == 3 and store.counts()["positions"] == 0  # the trial write was rolled back
 
 
 def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
@@ -37,7 +38,7 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     with sqlite3.connect(db) as connection:
         connection.executescript(V1.read_text())
     store = Store(db)
-    assert store.schema_version == 2
+    assert store.schema_version == 3
     (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries  # indexed under schema 1
     assert [a.status for a in story.attempts] == ["deferred", "deferred", "bounced"]
     assert store.position("v1/mail.log").lines == 10
@@ -50,7 +51,34 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     store.record_audit("console", "me", None, "a@b.example", "answered: 0 stories")
     assert [r["user"] for r in store.audit_rows()] == ["U0ANNA", "me"]
     store.close()
-    assert Store(db).schema_version == 2  # and opening it again changes nothing
+    assert Store(db).schema_version == 3  # and opening it again changes nothing
+
+
+def test_a_v2_index_upgrades_and_ingesting_its_log_again_adds_nothing(store_target):
+    """Schema 3 keys an attempt by (delivery_id, line), not by a text id: the attempts a
+    schema-2 index holds must keep matching the lines they came from, or a re-read of the
+    log would add them twice."""
+    backend = open_backend(store_target)
+    with backend.transaction():
+        backend.execute("create table meta (key text primary key, value text)")
+        STEPS[1](backend)
+        STEPS[2](backend)
+        backend.execute("insert into meta (key, value) values ('schema_version', '2')")
+        for line in V1.read_text().splitlines():  # deferred-then-bounced.log, ingested as source mx1
+            if line.startswith(('INSERT INTO "deliveries"', 'INSERT INTO "attempts"', 'INSERT INTO "messages"')):
+                backend.execute(line.rstrip(";"))
+    backend.close()
+    store = Store(store_target)
+    assert store.schema_version == 3
+    assert store.counts() == {"deliveries": 2, "attempts": 4, "messages": 1, "positions": 0}
+    ingest_paths(store, [str(LOG)], source="mx1")
+    assert store.counts() == {"deliveries": 2, "attempts": 4, "messages": 1, "positions": 1}
+    (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries
+    assert [(a.status, a.evidence[-1].line) for a in story.attempts] == [
+        ("deferred", 5),
+        ("deferred", 7),
+        ("bounced", 8),
+    ]
 
 
 def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path):
@@ -94,7 +122,7 @@ def test_several_connections_opening_a_new_database_at_once_migrate_it_once(stor
     for thread in threads:
         thread.join()
     assert errors == []
-    assert Store(store_target).schema_version == 2
+    assert Store(store_target).schema_version == 3
 
 
 # --- /whyfailed ADDRESS: the index or the logs ----------------------------------------------
@@ -142,7 +170,7 @@ def test_why_and_doctor_read_database_url_and_never_show_the_password(pg_url, ru
     found = {f["area"]: f for f in json.loads(doctor.stdout)}["database"]
     assert found["state"] == "ok", found
     assert found["detail"].startswith("PostgreSQL postgresql://whyfailed:***@127.0.0.1:")
-    assert "writable, schema 2, 2 stories" in found["detail"]
+    assert "writable, schema 3, 2 stories" in found["detail"]
     assert PASSWORD.encode() not in doctor.stdout + doctor.stderr
 
 

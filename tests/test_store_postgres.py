@@ -72,7 +72,7 @@ def _snapshot(target: str) -> dict[str, list]:
                 (r["id"], r["status"], r["diagnosis_id"], r["sender"], r["first_seen"], r["last_seen"])
                 for r in query("select * from deliveries")
             ),
-            "attempts": sorted((r["id"], r["status"], r["line"]) for r in query("select * from attempts")),
+            "attempts": sorted((r["delivery_id"], r["line"], r["status"]) for r in query("select * from attempts")),
             "messages": sorted((r["id"], r["sender"], r["message_id"]) for r in query("select * from messages")),
         }
     finally:
