@@ -1,0 +1,55 @@
+"""Ingest builds a chunk's index rows in the worker that parsed it; the sources that parse in
+the writing process (SSH, syslog, journald) hand it Delivery objects instead. Both must write
+the same index, including the stories that span chunks (read back and diagnosed again)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bot.ingest import IngestStats, ingest_file, parse_block, parse_chunk, write_parsed
+from bot.sources.files import inode_of, read_chunks
+from bot.store import Position, Store
+
+from .conftest import REPO
+from .test_prefilter import _dump
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from generate_postfix_log import generate_mix  # noqa: E402
+
+
+def _log(tmp_path: Path) -> Path:
+    log = tmp_path / "mail.log"
+    log.write_text("".join(f"{line}\n" for line in generate_mix(20000, seed=3)))
+    return log
+
+
+def test_rows_built_in_the_worker_give_the_index_the_writer_would_build(tmp_path):
+    log = _log(tmp_path)
+    key = str(log.resolve())
+
+    by_rows = tmp_path / "rows.db"
+    stats = IngestStats()
+    ingest_file(Store(by_rows), log, "s", stats, chunk_lines=1500)
+
+    by_objects = tmp_path / "objects.db"
+    store, other = Store(by_objects), IngestStats()
+    for chunk in read_chunks(log, chunk_lines=1500):
+        parsed = parse_chunk(chunk.lines, chunk.first_line)
+        assert parsed.rows is None  # the Delivery objects path
+        position = Position(key, inode_of(log), chunk.end_offset, chunk.first_line + chunk.count - 1)
+        write_parsed(store, "s", parsed, position, other)
+
+    assert stats.deliveries == other.deliveries > 500
+    rows, objects = _dump(by_rows), _dump(by_objects)
+    assert rows == objects
+    # stories that span chunks were merged: more attempts than stories, some stories with several
+    assert len(rows["attempts"]) > len(rows["deliveries"])
+
+
+def test_the_worker_hands_back_rows_not_stories(tmp_path):
+    chunk = next(read_chunks(_log(tmp_path), chunk_lines=1500))
+    parsed = parse_block(chunk.data, chunk.first_line, source="s")
+    assert parsed.deliveries == [] and parsed.messages == []
+    assert parsed.rows is not None and parsed.rows.deliveries and parsed.rows.attempts and parsed.rows.messages
+    assert all(isinstance(row, tuple) for row in parsed.rows.deliveries + parsed.rows.attempts)
