@@ -35,6 +35,7 @@ def _expected(needle: str, ignore_case: bool):
 )
 def test_grep_lines_finds_what_a_line_by_line_search_finds(tmp_path, monkeypatch, suffix, block, needle, ignore_case):
     monkeypatch.setattr(scan, "BLOCK", block)
+    monkeypatch.setattr(scan, "SPAN", block)
     path = tmp_path / f"mail.log{suffix}"
     data = "\n".join(LINES).encode()
     path.write_bytes(gzip.compress(data) if suffix else data)
@@ -82,6 +83,7 @@ def _reference(data: bytes, needles: list[bytes], ignore_case: bool) -> list[tup
 def test_searches_of_one_open_log_number_lines_as_the_file_does(tmp_path, monkeypatch, suffix, block, ending,
                                                                  address_first):  # fmt: skip
     monkeypatch.setattr(scan, "BLOCK", block)
+    monkeypatch.setattr(scan, "SPAN", block)
     data = ("\n".join(MESSAGE) + ending).encode()
     path = tmp_path / f"mail.log{suffix}"
     path.write_bytes(gzip.compress(data) if suffix else data)
@@ -100,3 +102,23 @@ def test_a_log_searched_again_finds_the_same_lines(tmp_path):
         first = log.grep([b"0F1E2D3C4B"])
         assert log.grep([b"slow.example"], True) == _reference(path.read_bytes(), [b"slow.example"], True)
         assert log.grep([b"0F1E2D3C4B"]) == first == _reference(path.read_bytes(), [b"0F1E2D3C4B"], False)
+
+
+@pytest.mark.parametrize("span", [7, 64, 4096, 1 << 20])
+def test_line_numbers_are_right_across_spans_and_searches(tmp_path, monkeypatch, span):
+    # hits in the same span, in spans far apart, on span edges and on empty lines' neighbours:
+    # each search numbers from what the one before counted
+    monkeypatch.setattr(scan, "SPAN", span)
+    lines = [f"Nov 29 04:{n % 60:02d}:00 mail postfix/smtp[{n}]: Q{n % 37:04d}X: line {n}" for n in range(600)]
+    lines[17] = lines[301] = lines[302] = lines[599] = "to=<Ann@Example.ORG> and ann@example.org"
+    lines[40] = lines[41] = ""
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "mail.log"
+    path.write_bytes(data)
+    with scan.open_log(path) as log:
+        for needles, ignore_case in [
+            ([b"ann@example.org"], True),
+            ([b"Q0005X", b"Q0036X"], False),
+            ([b"line 4"], False),
+        ]:
+            assert log.grep(needles, ignore_case) == _reference(data, needles, ignore_case)
