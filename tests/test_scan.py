@@ -42,11 +42,40 @@ def test_grep_lines_finds_what_a_line_by_line_search_finds(tmp_path, monkeypatch
     assert grep_lines(path, [needle.encode()], ignore_case) == _expected(needle, ignore_case)
 
 
-def test_a_common_anchor_falls_back_to_lowered_blocks(tmp_path):
+def test_a_common_anchor_falls_back_to_a_regular_expression(tmp_path):
     path = tmp_path / "mail.log"
     path.write_text("\n".join(["1234@ filler"] * 50 + LINES) + "\n")
     assert scan._search_anchored(open(path, "rb").read(), b"ops1234@slow.example.net", most=10) is None
     assert [line for _, line in grep_lines(path, [b"ops1234@slow.example.net"], True)] == [LINES[0], LINES[3]]
+
+
+@pytest.mark.parametrize(
+    "needle",
+    [
+        "ann@example.org",  # the anchor is '@': the regular expression, the head 'ann' checked
+        "@example.org",  # a domain: the anchor is the needle's first byte
+        "a@a@",  # overlapping matches: of 'b@a@a@', the second '@a@' is the one with its head
+        "q1@b",  # an anchor of two bytes, in the middle
+        "ann",  # no byte without case: lowered blocks
+    ],
+)
+def test_a_case_insensitive_search_finds_every_case_variant(tmp_path, needle):
+    lines = [
+        "to=<ANN@Example.ORG> first",
+        "to=<Ann@example.org>, to=<ann@EXAMPLE.org>",
+        "b@a@a@ and B@A@A@",
+        "nothing here: an@example.org, bann@example.orgy",
+        "Q1@B q1@b",
+        "q1 @b, ann@exampleXorg",
+        "xq1@Bx",
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "mail.log"
+    path.write_bytes(data)
+    assert grep_lines(path, [needle.encode()], True) == _reference(data, [needle.encode()], True)
+    assert scan._search_folded(data, needle.encode()) == {
+        data.rfind(b"\n", 0, at) + 1 for at in range(len(data)) if data[at:].lower().startswith(needle.encode())
+    }
 
 
 # A queue id search after an address search numbers lines from the hits the first one counted:
