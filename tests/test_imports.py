@@ -82,3 +82,23 @@ def test_a_parser_can_still_be_imported_from_bot_parse():
         "print(parse_exim_line is exim, 'bot.parse.qmail' in sys.modules)"
     )
     assert _fresh(code).split() == ["True", "False"]
+
+
+def test_why_from_a_log_imports_no_chat_index_checks_or_other_format():
+    log = FIXTURES / "postfix" / "deferred-then-bounced.log"
+    code = (
+        "import json, runpy, sys\n"
+        f"sys.argv = ['whyfailed', 'why', 'ops@slow.example.net', '--log', {str(log)!r}, '--format', 'json']\n"
+        "try:\n"
+        "    runpy.run_module('bot', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    output = _fresh(code)
+    report, loaded = json.loads(output[: output.rindex("\n[")]), set(json.loads(output[output.rindex("\n[") :]))
+    assert report["deliveries"], report  # the story was told
+    unwanted = {"rich", "pydantic", "pydantic_settings", "sqlite_utils", "sqlite3", "dns", "slack_sdk", "discord"}
+    unwanted |= {"bot.store", "bot.settings", "bot.conversation", "bot.adapters", "bot.checks.run", "bot.ingest"}
+    unwanted |= set(FORMAT_MODULES) - {"bot.parse.postfix"}
+    assert not unwanted & loaded, unwanted & loaded
