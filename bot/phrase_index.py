@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from itertools import chain
 
 GRAM = 3  # every rule phrase is at least this long (tests/test_phrase_index.py holds them to it)
 
@@ -26,10 +27,13 @@ class PhraseIndex:
         short = [p for p in unique if len(p) < GRAM]
         if short:
             raise ValueError(f"phrases shorter than {GRAM} characters cannot be indexed: {short}")
-        counts = Counter(gram for phrase in unique for gram in _grams(phrase))
+        grams = [_grams(phrase) for phrase in unique]
+        counts = Counter(chain.from_iterable(grams))
         self._by_gram: dict[str, list[str]] = {}
-        for phrase in unique:
-            anchor = min(_grams(phrase), key=lambda gram: (counts[gram], gram))
+        for phrase, its in zip(unique, grams, strict=True):
+            # the rarest piece, the first in sorted order on a tie (min keeps the first of equals);
+            # built at every start of the command line, so no Python-level key function
+            anchor = min(sorted(its), key=counts.__getitem__)
             self._by_gram.setdefault(anchor, []).append(phrase)
 
     def present(self, text: str) -> set[str]:

@@ -35,17 +35,47 @@ def _expected(needle: str, ignore_case: bool):
 )
 def test_grep_lines_finds_what_a_line_by_line_search_finds(tmp_path, monkeypatch, suffix, block, needle, ignore_case):
     monkeypatch.setattr(scan, "BLOCK", block)
+    monkeypatch.setattr(scan, "SPAN", block)
     path = tmp_path / f"mail.log{suffix}"
     data = "\n".join(LINES).encode()
     path.write_bytes(gzip.compress(data) if suffix else data)
     assert grep_lines(path, [needle.encode()], ignore_case) == _expected(needle, ignore_case)
 
 
-def test_a_common_anchor_falls_back_to_lowered_blocks(tmp_path):
+def test_a_common_anchor_falls_back_to_a_regular_expression(tmp_path):
     path = tmp_path / "mail.log"
     path.write_text("\n".join(["1234@ filler"] * 50 + LINES) + "\n")
     assert scan._search_anchored(open(path, "rb").read(), b"ops1234@slow.example.net", most=10) is None
     assert [line for _, line in grep_lines(path, [b"ops1234@slow.example.net"], True)] == [LINES[0], LINES[3]]
+
+
+@pytest.mark.parametrize(
+    "needle",
+    [
+        "ann@example.org",  # the anchor is '@': the regular expression, the head 'ann' checked
+        "@example.org",  # a domain: the anchor is the needle's first byte
+        "a@a@",  # overlapping matches: of 'b@a@a@', the second '@a@' is the one with its head
+        "q1@b",  # an anchor of two bytes, in the middle
+        "ann",  # no byte without case: lowered blocks
+    ],
+)
+def test_a_case_insensitive_search_finds_every_case_variant(tmp_path, needle):
+    lines = [
+        "to=<ANN@Example.ORG> first",
+        "to=<Ann@example.org>, to=<ann@EXAMPLE.org>",
+        "b@a@a@ and B@A@A@",
+        "nothing here: an@example.org, bann@example.orgy",
+        "Q1@B q1@b",
+        "q1 @b, ann@exampleXorg",
+        "xq1@Bx",
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "mail.log"
+    path.write_bytes(data)
+    assert grep_lines(path, [needle.encode()], True) == _reference(data, [needle.encode()], True)
+    assert scan._search_folded(data, needle.encode()) == {
+        data.rfind(b"\n", 0, at) + 1 for at in range(len(data)) if data[at:].lower().startswith(needle.encode())
+    }
 
 
 # A queue id search after an address search numbers lines from the hits the first one counted:
@@ -82,6 +112,7 @@ def _reference(data: bytes, needles: list[bytes], ignore_case: bool) -> list[tup
 def test_searches_of_one_open_log_number_lines_as_the_file_does(tmp_path, monkeypatch, suffix, block, ending,
                                                                  address_first):  # fmt: skip
     monkeypatch.setattr(scan, "BLOCK", block)
+    monkeypatch.setattr(scan, "SPAN", block)
     data = ("\n".join(MESSAGE) + ending).encode()
     path = tmp_path / f"mail.log{suffix}"
     path.write_bytes(gzip.compress(data) if suffix else data)
@@ -100,3 +131,23 @@ def test_a_log_searched_again_finds_the_same_lines(tmp_path):
         first = log.grep([b"0F1E2D3C4B"])
         assert log.grep([b"slow.example"], True) == _reference(path.read_bytes(), [b"slow.example"], True)
         assert log.grep([b"0F1E2D3C4B"]) == first == _reference(path.read_bytes(), [b"0F1E2D3C4B"], False)
+
+
+@pytest.mark.parametrize("span", [7, 64, 4096, 1 << 20])
+def test_line_numbers_are_right_across_spans_and_searches(tmp_path, monkeypatch, span):
+    # hits in the same span, in spans far apart, on span edges and on empty lines' neighbours:
+    # each search numbers from what the one before counted
+    monkeypatch.setattr(scan, "SPAN", span)
+    lines = [f"Nov 29 04:{n % 60:02d}:00 mail postfix/smtp[{n}]: Q{n % 37:04d}X: line {n}" for n in range(600)]
+    lines[17] = lines[301] = lines[302] = lines[599] = "to=<Ann@Example.ORG> and ann@example.org"
+    lines[40] = lines[41] = ""
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "mail.log"
+    path.write_bytes(data)
+    with scan.open_log(path) as log:
+        for needles, ignore_case in [
+            ([b"ann@example.org"], True),
+            ([b"Q0005X", b"Q0036X"], False),
+            ([b"line 4"], False),
+        ]:
+            assert log.grep(needles, ignore_case) == _reference(data, needles, ignore_case)

@@ -7,7 +7,7 @@ import gzip
 
 import pytest
 
-from bot.why import why_from_logs
+from bot.why import normalise_address, why_from_logs
 
 from .conftest import FIXTURES
 
@@ -67,3 +67,37 @@ def test_a_longer_id_holding_the_queue_id_does_not_change_the_story(tmp_path):
     story = _story(path)
     assert story.queue_id == "7A1B2C3D4E"
     assert _evidence_lines(story, lines) == [n + 3 for n in (1, 2, 3, 5, 7, 8, 9, 10)]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize(
+    ("address", "asked"),
+    [
+        (ADDRESS, "ops@slow.example.net"),  # a short caseless anchor ('@'): the regex search
+        ("ops1625@slow.example.net", "OPS1625@slow.example.NET"),  # a long one ('1625@'): mmap.find
+    ],
+)
+def test_the_address_is_found_whatever_its_case_in_the_log(tmp_path, suffix, address, asked):
+    # each of the message's lines writes the address another way; asked in yet another case, the
+    # story is the one the lower-case log tells
+    def alternate(text: str) -> str:
+        return "".join(c.upper() if n % 2 else c for n, c in enumerate(text))
+
+    def domain_upper(text: str) -> str:
+        local, domain = text.split("@")
+        return f"{local}@{domain.upper()}"
+
+    spellings = [str.title, str.upper, domain_upper, alternate]  # Ops@Slow.Example.Net, OPS@SLOW..., ...
+    lower = [line.replace(ADDRESS, address) for line in LINES]
+    varied = [line.replace(ADDRESS, spellings[n % len(spellings)](address)) for n, line in enumerate(LINES)]
+    assert varied != lower and [line.lower() for line in varied] == [line.lower() for line in lower]
+    stories = []
+    for name, lines in (("lower", lower), ("varied", varied)):
+        path = tmp_path / f"{name}.log{suffix}"
+        data = ("\n".join(lines) + "\n").encode()
+        path.write_bytes(gzip.compress(data) if suffix else data)
+        (story,) = why_from_logs([str(path)], normalise_address(asked), None).deliveries
+        stories.append(story)
+    assert [a.status for a in stories[1].attempts] == ["deferred", "deferred", "bounced"]
+    assert [e.line for e in stories[1].evidence()] == [e.line for e in stories[0].evidence()]
+    assert [e.line for e in stories[1].evidence()] == [1, 2, 3, 5, 7, 8, 9, 10]

@@ -10,24 +10,45 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import import_module
 
 from bot.model import Event, Unparsed
 from bot.parse.detect import looks_like_bounce, sniff_line
-from bot.parse.exchange import parse_exchange_row, read_fields
-from bot.parse.exim import parse_exim_line
-from bot.parse.framing import unframe
-from bot.parse.haraka import parse_haraka_line
-from bot.parse.hmailserver import parse_hmailserver_line
-from bot.parse.mdaemon import parse_mdaemon_line
-from bot.parse.opensmtpd import parse_opensmtpd_message
-from bot.parse.postfix import parse_postfix_message
-from bot.parse.prefilter import needless
-from bot.parse.qmail import parse_qmail_line
-from bot.parse.sendmail import parse_sendmail_message
-from bot.parse.session import parse_session_line
 from bot.parse.syslog import parse_syslog_header, plain_syslog_header
-from bot.parse.transcript import parse_transcript_line
+
+# A format's parser is imported the first time a line of that format is met (a Postfix log
+# never loads the Exim or Exchange grammars' modules): name -> (module, function).
+_LAZY = {
+    "parse_exchange_row": ("bot.parse.exchange", "parse_exchange_row"),
+    "read_fields": ("bot.parse.exchange", "read_fields"),
+    "parse_exim_line": ("bot.parse.exim", "parse_exim_line"),
+    "unframe": ("bot.parse.framing", "unframe"),
+    "parse_haraka_line": ("bot.parse.haraka", "parse_haraka_line"),
+    "parse_hmailserver_line": ("bot.parse.hmailserver", "parse_hmailserver_line"),
+    "parse_mdaemon_line": ("bot.parse.mdaemon", "parse_mdaemon_line"),
+    "parse_opensmtpd_message": ("bot.parse.opensmtpd", "parse_opensmtpd_message"),
+    "parse_postfix_message": ("bot.parse.postfix", "parse_postfix_message"),
+    "needless": ("bot.parse.prefilter", "needless"),
+    "parse_qmail_line": ("bot.parse.qmail", "parse_qmail_line"),
+    "parse_sendmail_message": ("bot.parse.sendmail", "parse_sendmail_message"),
+    "parse_session_line": ("bot.parse.session", "parse_session_line"),
+    "parse_transcript_line": ("bot.parse.transcript", "parse_transcript_line"),
+}
+
+
+@cache
+def _load(name: str) -> Callable:
+    module, function = _LAZY[name]
+    return getattr(import_module(module), function)
+
+
+def __getattr__(name: str) -> Callable:
+    """`from bot.parse import parse_exim_line` and the like still work: imported when asked."""
+    if name in _LAZY:
+        return _load(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _EVENT_FIELDS = frozenset(f.name for f in fields(Event))
 # Events that speak of a delivery; the rest (connects, daemon notices) are context.
@@ -71,23 +92,23 @@ def make_event(line: int, raw: str, fmt: str, values: dict) -> Event:
 
 # Line formats with a grammar of their own: sniffed name -> parser of the whole line.
 _LINE_PARSERS = {
-    "session": parse_session_line,
-    "transcript": parse_transcript_line,
-    "exim": parse_exim_line,
-    "hmailserver": parse_hmailserver_line,
-    "mdaemon": parse_mdaemon_line,
-    "qmail": parse_qmail_line,
-    "haraka": parse_haraka_line,
+    "session": "parse_session_line",
+    "transcript": "parse_transcript_line",
+    "exim": "parse_exim_line",
+    "hmailserver": "parse_hmailserver_line",
+    "mdaemon": "parse_mdaemon_line",
+    "qmail": "parse_qmail_line",
+    "haraka": "parse_haraka_line",
 }
 
 # Syslog programs with a grammar for their messages: (test on the program name, format, parser).
 _PROGRAMS = (
-    (lambda p: "postfix" in p, "postfix", parse_postfix_message),
-    (lambda p: p.startswith("exim"), "exim", parse_exim_line),
-    (lambda p: p in ("sendmail", "sm-mta") or p.startswith("sm-"), "sendmail", parse_sendmail_message),
-    (lambda p: p == "smtpd", "opensmtpd", parse_opensmtpd_message),
-    (lambda p: p.startswith("qmail"), "qmail", parse_qmail_line),
-    (lambda p: p == "haraka", "haraka", parse_haraka_line),
+    (lambda p: "postfix" in p, "postfix", "parse_postfix_message"),
+    (lambda p: p.startswith("exim"), "exim", "parse_exim_line"),
+    (lambda p: p in ("sendmail", "sm-mta") or p.startswith("sm-"), "sendmail", "parse_sendmail_message"),
+    (lambda p: p == "smtpd", "opensmtpd", "parse_opensmtpd_message"),
+    (lambda p: p.startswith("qmail"), "qmail", "parse_qmail_line"),
+    (lambda p: p == "haraka", "haraka", "parse_haraka_line"),
 )
 
 
@@ -103,7 +124,7 @@ def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] |
         if framed is not None:
             return parse_program_message(*framed)
     if kind in _LINE_PARSERS:
-        values = _LINE_PARSERS[kind](line)
+        values = _load(_LINE_PARSERS[kind])(line)
         return (kind, values, 2) if values is not None else None
     if kind == "syslog":
         framed = parse_syslog_header(line)
@@ -113,9 +134,9 @@ def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] |
 
 @lru_cache(maxsize=1024)  # a log names a handful of programs, on every line
 def _grammar_for(program: str) -> tuple[str, Callable[[str], dict | None]] | None:
-    for wanted, fmt, parse in _PROGRAMS:
+    for wanted, fmt, parser in _PROGRAMS:
         if wanted(program):
-            return fmt, parse
+            return fmt, _load(parser)
     return None
 
 
@@ -151,7 +172,7 @@ def parse_lines(lines: list[str], first_line: int = 1, skip_needless: bool = Fal
     """Parse log lines (no bounce detection): what ingest calls on each chunk of a file.
     `skip_needless`: leave out the lines an index never needs (bot/parse/prefilter.py);
     `tally`: count lines per format (for --stats; ingest does without)."""
-    return _parse_lines(lines, first_line, needless if skip_needless else None, tally)
+    return _parse_lines(lines, first_line, _load("needless") if skip_needless else None, tally)
 
 
 def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool = True) -> ParseResult:
@@ -181,15 +202,15 @@ def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool =
             continue
         if stripped.startswith(_EXCHANGE_HEADER) or (stripped.startswith("#") and exchange_fields is not None):
             if stripped.startswith("#Fields:"):
-                exchange_fields = read_fields(stripped)
+                exchange_fields = _load("read_fields")(stripped)
             result.events.append(make_event(number, line, "exchange", {"kind": "info", "text": stripped}))
             continue
         if exchange_fields is not None and stripped[:1].isdigit() and "," in stripped:
-            rows = parse_exchange_row(stripped, exchange_fields)
+            rows = _load("parse_exchange_row")(stripped, exchange_fields)
             if rows:
                 result.events.extend(make_event(number, line, "exchange", values) for values in rows)
                 continue
-        inner, journal = unframe(line)
+        inner, journal = _load("unframe")(line)
         if journal is not None:
             fmt, values, quality = parse_program_message(journal, inner)
             result.events.append(make_event(number, line, fmt, values))

@@ -28,17 +28,22 @@ from bot.resources import grammar_dir
 
 
 def _cache_file(name: str) -> str:
-    # Keyed by the grammar text and our version, so an upgrade never reads stale tables.
     folder = Path(os.environ.get("WHYFAILED_CACHE_DIR") or Path(tempfile.gettempdir()) / "whyfailed-lark")
-    digest = hashlib.sha1()
-    for path in sorted(grammar_dir().glob("*.lark")):
-        digest.update(path.read_bytes())
-    digest.update(__version__.encode())
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return ""
-    return str(folder / f"{name}-{digest.hexdigest()[:16]}.cache")
+    return str(folder / f"{name}-{_grammars_digest()}.cache")
+
+
+@cache  # read once per process, not once per grammar: a Postfix line needs three grammars
+def _grammars_digest() -> str:
+    # Keyed by the grammar text and our version, so an upgrade never reads stale tables.
+    digest = hashlib.sha1()
+    for path in sorted(grammar_dir().glob("*.lark")):
+        digest.update(path.read_bytes())
+    digest.update(__version__.encode())
+    return digest.hexdigest()[:16]
 
 
 @cache

@@ -7,7 +7,6 @@ RFC 3164 stamps carry no year: we take the year that puts the stamp closest befo
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
@@ -40,6 +39,8 @@ def parse_iso(text: str) -> datetime | None:
 
 
 def parse_rfc2822(text: str) -> datetime | None:
+    from email.utils import parsedate_to_datetime  # imported here: syslog and ISO stamps never need it
+
     try:
         return parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
