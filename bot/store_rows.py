@@ -136,7 +136,6 @@ def attempt_rows(key: str, delivery: Delivery) -> list[tuple]:
 def delivery_row(source: str, key: str, message_key: str, delivery: Delivery, story: Delivery, diagnosis) -> tuple:
     """DELIVERY_COLUMNS for DELIVERY as told in this chunk, with what STORY (all its attempts) says."""
     recipient = delivery.recipient or ""
-    times = [a.timestamp.replace(tzinfo=None) for a in story.attempts if a.timestamp]
     return (
         key,
         source,
@@ -151,6 +150,14 @@ def delivery_row(source: str, key: str, message_key: str, delivery: Delivery, st
         (story.sender or "").lower(),
         story.message_id,
         delivery.direction,
+        *_outcome_columns(story, diagnosis),
+    )
+
+
+def _outcome_columns(story: Delivery, diagnosis) -> tuple:
+    """status, diagnosis id, title and confidence, first and last seen: what all of a story's attempts say."""
+    times = [a.timestamp.replace(tzinfo=None) for a in story.attempts if a.timestamp]
+    return (
         story.status,
         diagnosis.id,
         diagnosis.title,
@@ -207,20 +214,13 @@ def merged_row(
     story = delivery_from_rows(row[KEY], stored, attempts)
     story.sender = story.sender or row[_SENDER] or fact.get("sender")
     story.message_id = story.message_id or row[_MESSAGE_ID] or fact.get("message_id")
-    times = [a.timestamp.replace(tzinfo=None) for a in story.attempts if a.timestamp]
-    diagnosis = diagnose(story)
     return (
         *row[:_SENDER],
         story.sender,
         (story.sender or "").lower(),
         story.message_id,
         row[_DIRECTION],
-        story.status,
-        diagnosis.id,
-        diagnosis.title,
-        diagnosis.confidence,
-        iso(min(times)) if times else None,
-        iso(max(times)) if times else None,
+        *_outcome_columns(story, diagnose(story)),
     )
 
 
