@@ -17,6 +17,7 @@ from bot.vendors import detect_vendor
 
 THRESHOLD = 0.3  # below this, nothing wins and the diagnosis is `unknown`
 CODE_BONUS = 0.1
+MAX_CONFIDENCE = 0.98  # a rule never makes a diagnosis certain
 FAILED = ("deferred", "bounced", "rejected", "expired", "unknown")
 
 
@@ -83,17 +84,6 @@ def score_rule(rule: Rule, facts: Facts) -> float:
     return rule.weight  # status-only rule (the article's statuses already matched)
 
 
-def score_article(article: Article, facts: Facts) -> float:
-    if facts.status not in (article.statuses or FAILED):
-        return 0.0
-    best = 0.0
-    for rule in article.rules:
-        score = score_rule(rule, facts)
-        if score > best:
-            best = score
-    return min(0.98, best)
-
-
 @dataclass(frozen=True)
 class _Plan:
     """One status's share of the knowledge base, laid out for scoring many stories: the
@@ -153,7 +143,7 @@ def best_match(facts: Facts, articles: dict[str, Article], exclude: tuple[str, .
             rule_score = score_rule(rule, facts)
             if rule_score > score:
                 score = rule_score
-        score = min(0.98, score)  # as score_article
+        score = min(MAX_CONFIDENCE, score)  # an article's score: its best rule's, capped
         if score >= THRESHOLD and (best is None or (score, article.priority) > best[:2]):
             best = (score, article.priority, article.id)
     if best is None:

@@ -192,8 +192,13 @@ def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool =
             if plain is not None:
                 fmt, values, quality = parse_program_message(*plain)
                 result.events.append(make_event(number, line, fmt, values))
-                last = {"line": number, "text": line, "quality": quality, "slot": ("event", len(result.events) - 1)}
-                last["span"] = 1
+                last = {
+                    "line": number,
+                    "text": line,
+                    "quality": quality,
+                    "slot": ("event", len(result.events) - 1),
+                    "span": 1,
+                }
                 continue
         line = _clean(physical)
         stripped = line.strip()
