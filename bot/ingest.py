@@ -104,10 +104,6 @@ def _diagnosed(deliveries: list, events: list, unparsed: int, lines: int) -> Par
     articles = load_articles()
     for delivery in deliveries:
         delivery.diagnosis = diagnose_brief(delivery, articles)  # the index keeps id, title, confidence
-        if delivery.queue_id:
-            # The store keys a queued story on its queue id and keeps no context lines: not
-            # sending them back to the writer process saves pickling on both sides.
-            delivery.context = []
     return ParsedChunk(deliveries, _messages(events), unparsed, lines)
 
 
