@@ -187,7 +187,7 @@ def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool =
         if exchange_fields is None:
             # Most lines of a log file: a plain syslog header, read by one regex (see
             # plain_syslog_header); the rest of this loop is for pastes and other shapes.
-            line = physical[:-1] if physical[-1:] == "\r" else physical
+            line = physical.rstrip("\r\n") if physical[-1:] in ("\r", "\n") else physical  # as _clean
             plain = plain_syslog_header(line)
             if plain is not None:
                 fmt, values, quality = parse_program_message(*plain)
