@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -71,3 +72,36 @@ def parse_or_none(name: str, transformer_cls: type[Transformer], text: str):
         return parser(name, transformer_cls).parse(text)
     except LarkError:
         return None
+
+
+# What `%ignore " "` lets stand before, between and after any two tokens: possessive, as the
+# lexer skips every space there is before it looks for the next token.
+IGNORED_SPACES = " *+"
+
+
+def token_pattern(lark: Lark, terminal: str, group: str | None = None) -> str:
+    """TERMINAL of LARK's grammar as the lexer matches it, for a regex that follows one of the
+    grammar's token paths (see `token_path`): atomic, because the lexer fixes a token's span
+    from the terminal's own regex and never gives characters back for the next token to use."""
+    pattern = f"(?>{lark.get_terminal(terminal).pattern.to_regexp()})"
+    return f"(?P<{group}>{pattern})" if group else pattern
+
+
+def optional(pattern: str) -> str:
+    """An optional token (or run of tokens) of a path: taken whenever it matches, as the lexer
+    takes a terminal that matches where the parser may shift it; a regex would otherwise try
+    the path without it too, and read "250 2.0.0 \tx" in a way the parser refuses."""
+    return f"(?>(?:{pattern})?)"
+
+
+def token_path(lark: Lark, *parts: str) -> re.Pattern:
+    """One anchored regex for a sequence of token patterns (see `token_pattern`, `optional`),
+    with the spaces the grammar ignores around each. It reads a line exactly as the parser does
+    only when, at each token, no terminal that the lexer tries first could match there; whoever
+    builds one says why that holds and a test holds it to the parser (tests/test_token_paths.py).
+    Why bother: on the few line shapes that fill a busy log, one regex match costs a tenth of
+    a parser run, whose overhead is fixed per call however short the line."""
+    ignored = [t.pattern.value for t in lark.lexer_conf.terminals if t.name in lark.lexer_conf.ignore]
+    if ignored != [" "]:  # the spaces between tokens below are what this one ignore rule allows
+        raise RuntimeError(f"token_path expects a grammar that ignores single spaces, not {ignored}")
+    return re.compile(IGNORED_SPACES + IGNORED_SPACES.join(parts) + IGNORED_SPACES)

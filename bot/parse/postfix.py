@@ -8,7 +8,7 @@ from functools import cache
 from lark import Transformer
 from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser
+from bot.parse.grammars import parser, token_path, token_pattern
 from bot.parse.peers import split_peer, strip_angle
 from bot.parse.reply import parse_reply
 
@@ -65,66 +65,83 @@ RETURNED_PATTERN = r",\s*returned to sender"
 
 
 @cache
-def _kv_record_parts() -> re.Pattern:
-    # KV_RECORD's parts, each a group: the lexer matched the record as one token, and this
+def _kv_record_parts() -> str:
+    # KV_RECORD with its parts as groups: the lexer matched the record as one token, and this
     # splits it the same way (the same regex, so the same split).
     kv = parser("postfix", PostfixTransformer).get_terminal("KV_LIST").pattern.to_regexp()
-    return re.compile(f"(?P<kv>{kv})(?: +(?P<paren>{PAREN_PATTERN}))?(?P<returned>{RETURNED_PATTERN})?")
+    return f"(?P<kv>{kv})(?: +(?P<paren>{PAREN_PATTERN}))?(?P<returned>{RETURNED_PATTERN})?"
+
+
+@cache
+def _queue_record_path() -> re.Pattern:
+    """`QUEUE_ID ":" KV_RECORD -> kv_record` of grammar/postfix.lark as one regex (token_path):
+    the from=, message-id= and to=...status= lines that are most of what ingest keeps. It reads
+    them as the parser does: QUEUE_ID is the only terminal of priority 2, so the lexer tries it
+    first; ":" is the only token that can follow it; and after the colon KV_RECORD, of unbounded
+    width, comes first of the priority-0 terminals, none of which can start with "key=".
+    Any other line (or a record followed by anything else) goes to the parser."""
+    lark = parser("postfix", PostfixTransformer)
+    record = f"(?>{_kv_record_parts()})"  # KV_RECORD's own regex, its parts named
+    return token_path(lark, token_pattern(lark, "QUEUE_ID", "session"), ":", record)
+
+
+def _record_fields(session: str, parts: re.Match) -> dict:
+    """The fields of a queue record: SESSION, its queue id, and PARTS, KV_RECORD split."""
+    fields = _kv_fields(_kv([parts.group("kv")]), parts.group("paren"), parts.group("returned"))
+    fields["session"] = session
+    return fields
+
+
+def _kv_fields(pairs: dict, paren: str | None, returned: str | None) -> dict:
+    fields: dict = {"kind": "info"}
+    if "to" in pairs:
+        fields["recipient"] = strip_angle(pairs["to"])
+        fields["kind"] = "status" if "status" in pairs else "info"
+    if "orig_to" in pairs:
+        fields["orig_recipient"] = strip_angle(pairs["orig_to"])
+    if "from" in pairs:
+        fields["sender"] = strip_angle(pairs["from"])
+        if "to" not in pairs:
+            fields["kind"] = "queued"
+    if "message-id" in pairs:
+        fields["message_id"] = strip_angle(pairs["message-id"])
+        fields["kind"] = "message-id"
+    if "client" in pairs:
+        fields["remote_host"], fields["remote_ip"] = split_peer(pairs["client"])
+        fields["kind"] = "client"
+    if "relay" in pairs:
+        fields["relay"] = pairs["relay"]
+        host, ip = split_peer(pairs["relay"])
+        fields["remote_host"], fields["remote_ip"] = host, ip
+    if "delay" in pairs:
+        try:
+            fields["delay"] = float(pairs["delay"])
+        except ValueError:
+            pass
+    if "dsn" in pairs:
+        fields["enhanced_status"] = pairs["dsn"]
+    if "status" in pairs:
+        fields["status"] = STATUS_WORDS.get(pairs["status"], pairs["status"])
+    if paren is not None and fields["kind"] == "status":
+        dsn = fields.get("enhanced_status")
+        fields.update(_reply_fields(paren[1:-1]))
+        if dsn:  # the dsn= field is Postfix's own verdict: it wins over the quoted text
+            fields["enhanced_status"] = dsn
+    elif paren is not None:
+        fields["text"] = paren[1:-1]
+    if returned is not None:
+        fields["kind"] = "expired"
+        fields["status"] = "expired"
+        fields["text"] = "the message expired in the queue and was returned to the sender"
+    return fields
 
 
 class PostfixTransformer(Transformer):
     kv_list = staticmethod(_kv)
 
     def kv_record(self, children):
-        session, record = str(children[0]), str(children[1])
-        parts = _kv_record_parts().fullmatch(record)
-        fields = self._kv_fields(_kv([parts.group("kv")]), parts.group("paren"), parts.group("returned"))
-        fields["session"] = session
-        return fields
-
-    @staticmethod
-    def _kv_fields(pairs: dict, paren: str | None, returned: str | None) -> dict:
-        fields: dict = {"kind": "info"}
-        if "to" in pairs:
-            fields["recipient"] = strip_angle(pairs["to"])
-            fields["kind"] = "status" if "status" in pairs else "info"
-        if "orig_to" in pairs:
-            fields["orig_recipient"] = strip_angle(pairs["orig_to"])
-        if "from" in pairs:
-            fields["sender"] = strip_angle(pairs["from"])
-            if "to" not in pairs:
-                fields["kind"] = "queued"
-        if "message-id" in pairs:
-            fields["message_id"] = strip_angle(pairs["message-id"])
-            fields["kind"] = "message-id"
-        if "client" in pairs:
-            fields["remote_host"], fields["remote_ip"] = split_peer(pairs["client"])
-            fields["kind"] = "client"
-        if "relay" in pairs:
-            fields["relay"] = pairs["relay"]
-            host, ip = split_peer(pairs["relay"])
-            fields["remote_host"], fields["remote_ip"] = host, ip
-        if "delay" in pairs:
-            try:
-                fields["delay"] = float(pairs["delay"])
-            except ValueError:
-                pass
-        if "dsn" in pairs:
-            fields["enhanced_status"] = pairs["dsn"]
-        if "status" in pairs:
-            fields["status"] = STATUS_WORDS.get(pairs["status"], pairs["status"])
-        if paren is not None and fields["kind"] == "status":
-            dsn = fields.get("enhanced_status")
-            fields.update(_reply_fields(paren[1:-1]))
-            if dsn:  # the dsn= field is Postfix's own verdict: it wins over the quoted text
-                fields["enhanced_status"] = dsn
-        elif paren is not None:
-            fields["text"] = paren[1:-1]
-        if returned is not None:
-            fields["kind"] = "expired"
-            fields["status"] = "expired"
-            fields["text"] = "the message expired in the queue and was returned to the sender"
-        return fields
+        parts = re.fullmatch(_kv_record_parts(), str(children[1]))  # re caches the compiled pattern
+        return _record_fields(str(children[0]), parts)
 
     def removed(self, _children):
         return {"kind": "removed"}
@@ -225,10 +242,14 @@ class PostfixTransformer(Transformer):
 
 
 def parse_postfix_message(message: str) -> dict | None:
-    try:
-        fields = parser("postfix", PostfixTransformer).parse(message)
-    except LarkError:
-        return None
+    record = _queue_record_path().fullmatch(message)
+    if record is not None:
+        fields = _record_fields(record.group("session"), record)
+    else:
+        try:
+            fields = parser("postfix", PostfixTransformer).parse(message)
+        except LarkError:
+            return None
     if fields.get("kind") == "status" and fields.get("direction") is None:
         fields["direction"] = "out"
     return fields

@@ -5,13 +5,14 @@ Used for Postfix status texts, bounce Diagnostic-Code fields and NDR lines alike
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from lark import Transformer
 from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser
+from bot.parse.grammars import optional, parser, token_path, token_pattern
 from bot.parse.peers import split_peer
 
 # "(in reply to RCPT TO command)" and friends: the step the reply answered.
@@ -107,12 +108,40 @@ def stage_from_text(text: str) -> str | None:
     return None
 
 
+@cache
+def _plain_reply_path() -> re.Pattern:
+    """`origin? REPLY_CODE_ANY ENHANCED? REPLY_TEXT?` of grammar/reply.lark, with "host PEER said:"
+    as the only origin, as one regex (token_path): Postfix's own status texts and the replies
+    it quotes, the shapes nearly every reply has. It reads them as the parser does: a text that
+    starts with "host" or a digit leaves the lexer one terminal to try at each step (HOST, then
+    PEER_HOST, then "said:"; REPLY_CODE_ANY), and after the code ENHANCED is tried before
+    REPLY_TEXT (priority 3). Replies with a diagnostic type, a quote or another origin go to
+    the parser."""
+    lark = parser("reply", ReplyTransformer)
+    host_said = token_path(lark, token_pattern(lark, "HOST"), token_pattern(lark, "PEER_HOST", "peer"), "said:")
+    return token_path(
+        lark,
+        optional(host_said.pattern),
+        token_pattern(lark, "REPLY_CODE_ANY", "REPLY_CODE_ANY"),
+        optional(token_pattern(lark, "ENHANCED", "ENHANCED")),
+        optional(token_pattern(lark, "REPLY_TEXT", "REPLY_TEXT")),
+    )
+
+
+def _read_reply(body: str) -> dict:
+    """The fields ReplyTransformer gives for BODY; LarkError when it is no reply."""
+    plain = _plain_reply_path().fullmatch(body)
+    if plain is None:
+        return parser("reply", ReplyTransformer).parse(body)
+    return {name: value for name, value in plain.groupdict().items() if value is not None}
+
+
 @lru_cache(maxsize=4096)
 def parse_reply(text: str) -> Reply:
     """Parse a quoted reply; text that holds no reply still yields its stage hints."""
     body, stage = _strip_stage_suffix(text.strip())
     try:
-        fields = parser("reply", ReplyTransformer).parse(body)
+        fields = _read_reply(body)
     except LarkError:
         return Reply(None, None, body, stage or stage_from_text(body))
     code = int(fields["REPLY_CODE_ANY"][:3])

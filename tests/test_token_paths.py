@@ -1,0 +1,200 @@
+"""Token paths (bot/parse/grammars.py token_path) must read a line exactly as the Lark parser
+reads it: whenever a path takes a line, the parser gives the same fields; a line it does not
+take goes to the parser anyway. Checked on every fixture line, generated log lines, hand-made
+edge lines and thousands of seeded mutations of real ones (a space, a character or a piece
+more or less), which is where a path and the parser could part ways."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from lark import Lark
+from lark.exceptions import LarkError
+
+from bot.parse.grammars import parser, token_path, token_pattern
+from bot.parse.postfix import PostfixTransformer, _queue_record_path, _record_fields, parse_postfix_message
+from bot.parse.reply import ReplyTransformer, _plain_reply_path, _read_reply, _strip_stage_suffix
+from bot.parse.syslog import plain_syslog_header
+
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from generate_postfix_log import generate_mix  # noqa: E402
+
+# Where a path and the parser could disagree: spaces, ids, keys and the parenthesised text.
+EDGE_MESSAGES = [
+    "3F2A1B4C5D: removed=x",
+    "3F2A1B4C5D: reject=x",
+    "3F2A1B4C5D:to=<a@b.example>, status=sent (250 ok)",
+    "3F2A1B4C5D :  to=<a@b.example>,  status=sent  (250 ok)  ",
+    "  3F2A1B4C5D: from=<>, size=10, nrcpt=1 (queue active)",
+    "3F2A1B4C5D: from=<a@b.example>, size=10, nrcpt=1 (queue active) trailing",
+    "3F2A1B4C5D: from=<a@b.example>, status=expired, returned to sender",
+    "3F2A1B4C5D: to=<a@b.example>, status=bounced (x) , returned to sender",
+    "3F2A1B4C5D: to=<a@b.example>, status=deferred (a (nested) text)",
+    "3F2A1B4C5D: to=<a@b.example>, status=deferred ()",
+    "3F2A1B4C5D: to=<a@b.example>,status=sent",
+    "3F2A1B4C5D: to=<a@b.example>,, status=sent",
+    "3F2A1B4C5D: to=<a@b.example> status=sent",
+    "3F2A: to=<a@b.example>, status=sent (250 ok)",  # too short for a queue id
+    "4bTk2w1Xz4z9Hq: to=<a@b.example>, status=sent (250 ok)",
+    "4bTk2w1Xz4z9Hq: message-id=<x@y>",
+    "NOQUEUE: to=<a@b.example>",
+    "3F2A1B4C5D: sender non-delivery notification: 4ABC123DEF",
+    "3F2A1B4C5D: reject: RCPT from x[192.0.2.1]: 550 5.1.1 no; from=<a> to=<b>",
+    "3F2A1B4C5D: to=<a@b.example>, status=sent (250 ok)\r",
+    "3F2A1B4C5D: to=<a@b.example>, status=sent (250 ok)\n",
+    "3F2A1B4C5D: to=<a@b.example\n>, status=sent",
+    "3F2A1B4C5D: to=<a@b.example>, status=sent\t(250 ok)",
+]
+EDGE_REPLIES = [
+    "250 2.0.0 Ok: queued as 4ABC123",
+    "250 2.0.0",
+    "250",
+    "250-2.0.0 Ok",
+    "250:ok",
+    "2500 not a code",
+    "250 2.0.0.1 not an enhanced code",
+    "250 2.0 short",
+    "550 5.1.1. trailing dot",
+    "host mx.example.org[192.0.2.25] said: 550 5.1.1 <x@example.org>: User unknown",
+    "hostmx.example.org said: 550 5.1.1 x",
+    "host [192.0.2.25] said:550 5.1.1 x",
+    "host mx.example.org[192.0.2.25] said: smtp; 550 5.1.1 x",
+    "host mx.example.org said: '550 5.1.1 quoted'",
+    "host said: 550 x",
+    "host mx.example.org[192.0.2.25] said:",
+    "smtp; 550 5.1.1 User unknown",
+    "'550 5.1.10 RESOLVER.ADR.RecipientNotFound'",
+    "Remote Server returned '550 5.1.10 x'",
+    "Remote host said: 554 5.7.1 x",
+    "connect to mx.example.org[192.0.2.25]:25: Connection timed out",
+    "  550   5.1.1   spaced   ",
+    "550 5.1.1 x\ty",
+    "550 5.1.1 x\nmore",
+]
+
+
+def _fixture_lines() -> list[str]:
+    files = [p for p in (ROOT / "tests" / "fixtures").rglob("*") if p.is_file() and p.suffix in (".log", ".txt")]
+    files += list((ROOT / "examples").iterdir())
+    lines = [line for path in files for line in path.read_text(errors="replace").splitlines()]
+    return lines + [line.rstrip("\n") for line in generate_mix(4000)]
+
+
+def _postfix_messages() -> list[str]:
+    messages = []
+    for line in _fixture_lines():
+        framed = plain_syslog_header(line)
+        if framed is not None and "postfix" in (framed[0]["program"] or ""):
+            messages.append(framed[1])
+    return messages
+
+
+MESSAGES = _postfix_messages()
+
+
+def _mutations(texts: list[str], count: int, seed: int) -> list[str]:
+    """COUNT seeded edits of TEXTS: a character dropped, doubled or replaced by one of the
+    characters the grammars care about, or a piece cut off either end."""
+    rng = random.Random(seed)
+    alphabet = " ,:;=<>()[]\t.-5Aa@"
+    out = []
+    for _ in range(count):
+        text = rng.choice(texts)
+        if not text:
+            continue
+        at = rng.randrange(len(text))
+        edit = rng.randrange(5)
+        if edit == 0:
+            text = text[:at] + text[at + 1 :]
+        elif edit == 1:
+            text = text[:at] + text[at] + text[at:]
+        elif edit == 2:
+            text = text[:at] + rng.choice(alphabet) + text[at + 1 :]
+        elif edit == 3:
+            text = text[:at]
+        else:
+            text = text[at:]
+        out.append(text)
+    return out
+
+
+def _lark_or_none(lark: Lark, text: str):
+    try:
+        return lark.parse(text)
+    except LarkError:
+        return None
+
+
+def _replies_quoted(messages: list[str]) -> list[str]:
+    replies = []
+    for message in messages:
+        match = re.search(r"\((.*)\)$", message)
+        if match:
+            replies.append(_strip_stage_suffix(match.group(1).strip())[0])
+    return replies
+
+
+def test_the_queue_record_path_reads_what_the_parser_reads():
+    lark = parser("postfix", PostfixTransformer)
+    texts = MESSAGES + EDGE_MESSAGES + _mutations(MESSAGES + EDGE_MESSAGES, 6000, seed=4)
+    taken = 0
+    for text in texts:
+        record = _queue_record_path().fullmatch(text)
+        if record is None:
+            continue
+        taken += 1
+        assert _record_fields(record.group("session"), record) == _lark_or_none(lark, text), repr(text)
+    assert taken > 2000  # the path takes the records it is there for
+
+
+def test_the_common_records_take_the_path():
+    lark = parser("postfix", PostfixTransformer)
+    records = [
+        m for m in MESSAGES if re.match(r"[0-9A-F]{10}: (to|from|message-id)=", m) and _lark_or_none(lark, m)
+    ]
+    assert len(records) > 1000
+    missed = [m for m in records if _queue_record_path().fullmatch(m) is None]
+    assert missed == []
+
+
+def test_the_reply_path_reads_what_the_parser_reads():
+    lark = parser("reply", ReplyTransformer)
+    replies = _replies_quoted(MESSAGES) + EDGE_REPLIES
+    texts = replies + _mutations(replies, 6000, seed=5)
+    taken = 0
+    for text in texts:
+        plain = _plain_reply_path().fullmatch(text)
+        if plain is None:
+            continue
+        taken += 1
+        assert _read_reply(text) == _lark_or_none(lark, text), repr(text)
+    assert taken > 1000
+
+
+def test_a_reply_the_path_does_not_take_still_parses():
+    for text in ("smtp; 550 5.1.1 User unknown", "Remote Server returned '550 5.1.10 x'"):
+        assert _plain_reply_path().fullmatch(text) is None
+        assert _read_reply(text)["REPLY_CODE_ANY"].startswith("550")
+    with pytest.raises(LarkError):
+        _read_reply("no reply here")
+
+
+def test_a_message_reads_the_same_with_and_without_its_path():
+    # through the public function: the path's fields, then the post-processing both share
+    lark = parser("postfix", PostfixTransformer)
+    for text in MESSAGES[:3000]:
+        expected = _lark_or_none(lark, text)
+        if expected is not None and expected.get("kind") == "status" and expected.get("direction") is None:
+            expected["direction"] = "out"
+        assert parse_postfix_message(text) == expected, text
+
+
+def test_a_path_refuses_a_grammar_that_ignores_more_than_spaces():
+    lark = Lark('start: WORD\nWORD: /[a-z]+/\n%ignore /[ \\t]+/', parser="lalr")
+    with pytest.raises(RuntimeError, match="ignores single spaces"):
+        token_path(lark, token_pattern(lark, "WORD"))
