@@ -21,7 +21,9 @@ MAX_CONFIDENCE = 0.98  # a rule never makes a diagnosis certain
 FAILED = ("deferred", "bounced", "rejected", "expired", "unknown")
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and ingest makes
+# one of these for every story it writes. Nothing changes a Facts after Facts.of made it.
+@dataclass(slots=True)
 class Facts:
     status: str
     stage: str | None
@@ -92,10 +94,19 @@ class _Plan:
 
     # (article, the phrases of all its rules or None when a rule has none, (rule, its phrases))
     articles: tuple[tuple[Article, frozenset[str] | None, tuple[tuple[Rule, frozenset[str] | None], ...]], ...]
-    phrases: PhraseIndex | None
+    # every word a rule of the plan looks for (phrases, also, unless): an index when there are many
+    words: PhraseIndex | tuple[str, ...]
+    # best_match's answers by what they depend on (see _memo_key): stories repeat those far
+    # more than they repeat their texts, and a delivered story's text never matters at all
+    answers: dict
+
+    def words_in(self, text: str) -> frozenset[str]:
+        if isinstance(self.words, PhraseIndex):
+            return frozenset(self.words.present(text))
+        return frozenset(word for word in self.words if word in text)
 
 
-_INDEX_FROM = 100  # phrases; below this, testing each phrase costs less than reading the index
+_INDEX_FROM = 100  # words; below this, testing each word costs less than reading the index
 
 
 def _plan(articles: dict[str, Article], status: str) -> _Plan:
@@ -117,28 +128,44 @@ def _plan(articles: dict[str, Article], status: str) -> _Plan:
             )
             for article in chosen
         )
-        phrases = {p for article in chosen for rule in article.rules for p in rule.phrases}
-        plans[status] = _Plan(laid_out, PhraseIndex(phrases) if len(phrases) >= _INDEX_FROM else None)
+        words = {w for article in chosen for rule in article.rules for w in (*rule.phrases, *rule.also, *rule.unless)}
+        plans[status] = _Plan(laid_out, PhraseIndex(words) if len(words) >= _INDEX_FROM else tuple(sorted(words)), {})
     return plans[status]
 
 
 _PLANS: dict[int, tuple[dict, dict]] = {}
 
 
+_MAX_ANSWERS = 10_000  # per plan: a long ingest of varied replies must not grow without end
+
+
 def best_match(facts: Facts, articles: dict[str, Article], exclude: tuple[str, ...] = ()) -> tuple[Article, float]:
     plan = _plan(articles, facts.status)
+    present = plan.words_in(facts.text)
+    # score_rule reads a story's text only through which of the plan's words occur in it: with
+    # those, everything it reads is in this key, so an answer found once holds for every story
+    # with the same key.
+    key = (exclude, facts.stage, facts.reply_code, facts.enhanced, facts.vendor, facts.direction, present)
+    answer = plan.answers.get(key)
+    if answer is None:
+        if len(plan.answers) >= _MAX_ANSWERS:
+            plan.answers.clear()
+        answer = plan.answers[key] = _best_match(plan, facts, articles, exclude, present)
+    return answer
+
+
+def _best_match(
+    plan: _Plan, facts: Facts, articles: dict[str, Article], exclude: tuple[str, ...], present: frozenset[str]
+) -> tuple[Article, float]:
     # A rule none of whose phrases occur scores 0 (score_rule's first text test): with the
-    # phrases present known at once, such rules are passed over without being scored.
-    present = plan.phrases.present(facts.text) if plan.phrases is not None else None
+    # words present known at once, such rules are passed over without being scored.
     best: tuple[float, int, str] | None = None
     for article, all_phrases, rules in plan.articles:
-        if article.id in exclude or (
-            present is not None and all_phrases is not None and all_phrases.isdisjoint(present)
-        ):
+        if article.id in exclude or (all_phrases is not None and all_phrases.isdisjoint(present)):
             continue  # (an article none of whose phrases occur: every rule of it scores 0)
         score = 0.0
         for rule, phrases in rules:
-            if present is not None and phrases is not None and phrases.isdisjoint(present):
+            if phrases is not None and phrases.isdisjoint(present):
                 continue
             rule_score = score_rule(rule, facts)
             if rule_score > score:
@@ -199,7 +226,17 @@ def diagnose_brief(delivery: Delivery, articles: dict[str, Article] | None = Non
     next steps, code explanations and history that diagnose_delivery adds when a story is read:
     ingest diagnoses every story it writes, and those parts cost more than the match itself."""
     article, score = classify_delivery(delivery, articles or load_articles())
-    return _diagnosis(article, score, summary="")
+    # One brief diagnosis per article and score, shared: it is frozen, and there are a few
+    # dozen of them against a million stories.
+    cached = _BRIEF.get((id(article), score))
+    if cached is None or cached[0] is not article:
+        if len(_BRIEF) >= _MAX_ANSWERS:
+            _BRIEF.clear()
+        cached = _BRIEF[(id(article), score)] = (article, _diagnosis(article, score, summary=""))
+    return cached[1]
+
+
+_BRIEF: dict[tuple[int, float], tuple[Article, Diagnosis]] = {}
 
 
 def _diagnosis(article: Article, score: float, **told) -> Diagnosis:

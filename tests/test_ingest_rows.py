@@ -53,3 +53,24 @@ def test_the_worker_hands_back_rows_not_stories(tmp_path):
     assert parsed.deliveries == [] and parsed.messages == []
     assert parsed.rows is not None and parsed.rows.deliveries and parsed.rows.attempts and parsed.rows.messages
     assert all(isinstance(row, tuple) for row in parsed.rows.deliveries + parsed.rows.attempts)
+
+
+def test_evidence_is_written_as_json_dumps_writes_it():
+    import json
+
+    from bot.model import Evidence
+    from bot.store_rows import evidence_json
+
+    texts = [line for line in generate_mix(300, seed=5)] + [
+        "",
+        'quote " backslash \\ tab \t',
+        "ünïcødé — 日本語 😀",
+        "control \x00\x1b[31m\x7f\x85",
+        "lone surrogate \ud800",
+    ]
+    for count in (0, 1, 3):
+        for start in range(0, len(texts), 7):
+            evidence = [Evidence(start + i, texts[(start + i) % len(texts)]) for i in range(count)]
+            expected = json.dumps([[e.line, e.text] for e in evidence])
+            assert evidence_json(evidence) == expected
+            assert json.loads(evidence_json(evidence)) == [[e.line, e.text] for e in evidence]

@@ -154,9 +154,7 @@ def test_the_queue_record_path_reads_what_the_parser_reads():
 
 def test_the_common_records_take_the_path():
     lark = parser("postfix", PostfixTransformer)
-    records = [
-        m for m in MESSAGES if re.match(r"[0-9A-F]{10}: (to|from|message-id)=", m) and _lark_or_none(lark, m)
-    ]
+    records = [m for m in MESSAGES if re.match(r"[0-9A-F]{10}: (to|from|message-id)=", m) and _lark_or_none(lark, m)]
     assert len(records) > 1000
     missed = [m for m in records if _queue_record_path().fullmatch(m) is None]
     assert missed == []
@@ -195,6 +193,6 @@ def test_a_message_reads_the_same_with_and_without_its_path():
 
 
 def test_a_path_refuses_a_grammar_that_ignores_more_than_spaces():
-    lark = Lark('start: WORD\nWORD: /[a-z]+/\n%ignore /[ \\t]+/', parser="lalr")
+    lark = Lark("start: WORD\nWORD: /[a-z]+/\n%ignore /[ \\t]+/", parser="lalr")
     with pytest.raises(RuntimeError, match="ignores single spaces"):
         token_path(lark, token_pattern(lark, "WORD"))
