@@ -148,7 +148,10 @@ def parse_program_message(header: dict, message: str) -> tuple[str, dict, int]:
     fmt, parse = found
     values = parse(message)
     if values is not None:
-        return fmt, {**values, **{k: v for k, v in header.items() if v is not None}}, 2
+        for key, value in header.items():  # (each grammar returns a dict of its own, made for this line)
+            if value is not None:
+                values[key] = value
+        return fmt, values, 2
     return fmt, {**header, "kind": "info", "text": message}, 1
 
 

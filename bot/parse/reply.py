@@ -100,9 +100,16 @@ def _strip_stage_suffix(text: str) -> tuple[str, str | None]:
     return text[:at].rstrip(), _IN_REPLY_TO.get(name)
 
 
+# Any stage phrase at all, in one scan: most replies ("250 2.0.0 Ok: queued as ...") hold none,
+# and one search costs less than a substring test per phrase. Escaped words: nothing backtracks.
+_ANY_STAGE_PHRASE = re.compile("|".join(re.escape(phrase) for phrase, _ in _STAGE_PHRASES))
+
+
 def stage_from_text(text: str) -> str | None:
     lowered = text.lower()
-    for phrase, stage in _STAGE_PHRASES:
+    if _ANY_STAGE_PHRASE.search(lowered) is None:
+        return None
+    for phrase, stage in _STAGE_PHRASES:  # in the table's order: the first phrase listed wins
         if phrase in lowered:
             return stage
     return None

@@ -9,7 +9,7 @@ from lark import Transformer
 from lark.exceptions import LarkError
 
 from bot.parse.grammars import parser
-from bot.parse.timestamps import parse_any
+from bot.parse.timestamps import parse_any, parse_bsd, parse_iso
 
 
 def _split_program(field: str) -> tuple[str, int | None]:
@@ -82,11 +82,12 @@ def plain_syslog_header(line: str) -> tuple[dict, str] | None:
     match = _PLAIN.match(line)
     if match is None:
         return None
-    bsd, iso, pid = match.group("bsd", "iso", "pid")
+    bsd, iso, host, program, pid = match.group("bsd", "iso", "host", "program", "pid")
     header = {
-        "timestamp": parse_any("TS_3164", " ".join(bsd.split())) if bsd else parse_any("TS_ISO", iso),
-        "host": match.group("host"),
-        "program": match.group("program"),
+        # parse_bsd splits the stamp into its fields itself: "Nov  1" and "Nov 1" read the same
+        "timestamp": parse_bsd(bsd) if bsd else parse_iso(iso),
+        "host": host,
+        "program": program,
         "pid": int(pid) if pid else None,
     }
     return header, line[match.end() :]
