@@ -16,7 +16,15 @@ from lark import Lark
 from lark.exceptions import LarkError
 
 from bot.parse.grammars import parser, token_path, token_pattern
-from bot.parse.postfix import PostfixTransformer, _queue_record_path, _record_fields, parse_postfix_message
+from bot.parse.postfix import (
+    PostfixTransformer,
+    _kv,
+    _noqueue_reject_path,
+    _queue_record_path,
+    _record_fields,
+    _reject_fields,
+    parse_postfix_message,
+)
 from bot.parse.reply import ReplyTransformer, _plain_reply_path, _read_reply, _strip_stage_suffix
 from bot.parse.syslog import plain_syslog_header
 
@@ -49,6 +57,16 @@ EDGE_MESSAGES = [
     "3F2A1B4C5D: to=<a@b.example>, status=sent (250 ok)\n",
     "3F2A1B4C5D: to=<a@b.example\n>, status=sent",
     "3F2A1B4C5D: to=<a@b.example>, status=sent\t(250 ok)",
+    "NOQUEUE: reject: RCPT from x[192.0.2.1]: 550 5.1.1 <b@c>: no; from=<a@d> to=<b@c> proto=ESMTP helo=<h>",
+    "NOQUEUE: reject: RCPTX from x[192.0.2.1]: 550 no; from=<a> to=<b>",
+    "NOQUEUE: reject: header Subject: x from y[192.0.2.1]; from=<a> to=<b>: 5.7.1 no",
+    "NOQUEUE: reject: RCPT from x[192.0.2.1]: 550 no; from=<a>; from=<b> to=<c>",
+    "NOQUEUE: reject: RCPT from x[192.0.2.1]:550 no;from=<a> to=<b>",
+    "NOQUEUE:reject:RCPT from [192.0.2.1]: 4.7.1 x; from=<a> to=<b>",
+    "NOQUEUE: defer_if_permit: RCPT from x[2001:db8::1]:25: 450 4.7.1 x; from=<> to=<b> proto=SMTP",
+    "NOQUEUE: milter-reject: END-OF-MESSAGE from x[192.0.2.1]: 5.7.1 spam; from=<a> to=<b>",
+    "NOQUEUE: reject: RCPT from x[192.0.2.1]: 550 no; from=<a> to=<b> trailing (x)",
+    "NOQUEUE: reject: RCPT from x[192.0.2.1]: ; from=<a> to=<b>",
 ]
 EDGE_REPLIES = [
     "250 2.0.0 Ok: queued as 4ABC123",
@@ -152,12 +170,30 @@ def test_the_queue_record_path_reads_what_the_parser_reads():
     assert taken > 2000  # the path takes the records it is there for
 
 
+def test_the_noqueue_reject_path_reads_what_the_parser_reads():
+    lark = parser("postfix", PostfixTransformer)
+    rejects = [m for m in MESSAGES + EDGE_MESSAGES if m.startswith("NOQUEUE")]
+    texts = rejects + _mutations(rejects, 6000, seed=6)
+    taken = 0
+    for text in texts:
+        reject = _noqueue_reject_path().fullmatch(text)
+        if reject is None:
+            continue
+        taken += 1
+        action, stage, peer, said, pairs = reject.group("action", "stage", "peer", "text", "pairs")
+        assert _reject_fields(action, stage, peer, said, _kv([pairs])) == _lark_or_none(lark, text), repr(text)
+    assert taken > 100
+
+
 def test_the_common_records_take_the_path():
     lark = parser("postfix", PostfixTransformer)
     records = [m for m in MESSAGES if re.match(r"[0-9A-F]{10}: (to|from|message-id)=", m) and _lark_or_none(lark, m)]
     assert len(records) > 1000
     missed = [m for m in records if _queue_record_path().fullmatch(m) is None]
     assert missed == []
+    rejects = [m for m in MESSAGES if m.startswith("NOQUEUE: reject: RCPT") and _lark_or_none(lark, m)]
+    assert len(rejects) > 40
+    assert [m for m in rejects if _noqueue_reject_path().fullmatch(m) is None] == []
 
 
 def test_the_reply_path_reads_what_the_parser_reads():

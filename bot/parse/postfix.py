@@ -136,6 +136,27 @@ def _kv_fields(pairs: dict, paren: str | None, returned: str | None) -> dict:
     return fields
 
 
+def _reject_fields(action: str, stage: str, peer: str, text: str, pairs: dict) -> dict:
+    """The fields of an SMTP-time reject: REJECT_ACTION, REJECT_STAGE, PEER, REJECT_TEXT, kv_list."""
+    fields = _reply_fields(text)
+    host, ip = split_peer(peer)
+    fields.update(
+        kind="reject",
+        status="rejected" if action.startswith(("reject", "milter-reject")) else action.rstrip(":"),
+        stage=_REJECT_STAGES.get(stage, fields.get("stage")),
+        remote_host=host,
+        remote_ip=ip,
+        direction="in",
+    )
+    if action == "reject_warning:" or action.startswith("defer"):
+        fields["status"] = "deferred" if action.startswith("defer") else "warning"
+    if "from" in pairs:
+        fields["sender"] = strip_angle(pairs["from"])
+    if "to" in pairs:
+        fields["recipient"] = strip_angle(pairs["to"])
+    return fields
+
+
 class PostfixTransformer(Transformer):
     kv_list = staticmethod(_kv)
 
@@ -150,30 +171,7 @@ class PostfixTransformer(Transformer):
         return {"kind": "notification", "text": f"{children[0]} {children[1]}"}
 
     def reject(self, children):
-        action, stage, peer, text, pairs = (
-            str(children[0]),
-            str(children[1]),
-            str(children[2]),
-            str(children[3]),
-            children[4],
-        )
-        fields = _reply_fields(text)
-        host, ip = split_peer(peer)
-        fields.update(
-            kind="reject",
-            status="rejected" if action.startswith(("reject", "milter-reject")) else action.rstrip(":"),
-            stage=_REJECT_STAGES.get(stage, fields.get("stage")),
-            remote_host=host,
-            remote_ip=ip,
-            direction="in",
-        )
-        if action == "reject_warning:" or action.startswith("defer"):
-            fields["status"] = "deferred" if action.startswith("defer") else "warning"
-        if "from" in pairs:
-            fields["sender"] = strip_angle(pairs["from"])
-        if "to" in pairs:
-            fields["recipient"] = strip_angle(pairs["to"])
-        return fields
+        return _reject_fields(str(children[0]), str(children[1]), str(children[2]), str(children[3]), children[4])
 
     def reject_check(self, children):
         action, text = str(children[0]), str(children[1])
@@ -241,10 +239,36 @@ class PostfixTransformer(Transformer):
         return {"kind": "warning", "text": f"{children[0]} {children[1]}"}
 
 
+@cache
+def _noqueue_reject_path() -> re.Pattern:
+    """`"NOQUEUE:" REJECT_ACTION REJECT_STAGE "from" PEER ":" REJECT_TEXT ";" KV_LIST` of
+    grammar/postfix.lark (noqueue, reject, kv_list) as one regex (token_path): smtpd's rejects,
+    the inbound half of a busy log's failures. It reads them as the parser does: no other
+    terminal of the first state can match "NOQUEUE:" (queue ids have no O or U), and after it
+    each state has one terminal to try, REJECT_STAGE coming before CHECK_TEXT (priority -1)."""
+    lark = parser("postfix", PostfixTransformer)
+    return token_path(
+        lark,
+        "NOQUEUE:",
+        token_pattern(lark, "REJECT_ACTION", "action"),
+        token_pattern(lark, "REJECT_STAGE", "stage"),
+        "from",
+        token_pattern(lark, "PEER", "peer"),
+        ":",
+        token_pattern(lark, "REJECT_TEXT", "text"),
+        ";",
+        token_pattern(lark, "KV_LIST", "pairs"),
+    )
+
+
 def parse_postfix_message(message: str) -> dict | None:
     record = _queue_record_path().fullmatch(message)
+    reject = _noqueue_reject_path().fullmatch(message) if record is None and message[:1] == "N" else None
     if record is not None:
         fields = _record_fields(record.group("session"), record)
+    elif reject is not None:
+        action, stage, peer, text, pairs = reject.group("action", "stage", "peer", "text", "pairs")
+        fields = _reject_fields(action, stage, peer, text, _kv([pairs]))
     else:
         try:
             fields = parser("postfix", PostfixTransformer).parse(message)
