@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bot.correlate import correlate_events
 from bot.knowledge import load_articles
+from bot.malloc import fix_mmap_threshold
 from bot.parse import parse_lines
 from bot.rules import diagnose_brief
 from bot.sources.files import CHUNK_LINES, decode_lines, expand, inode_of, read_chunks
@@ -36,11 +37,16 @@ def _pool_for(path: Path, chunk_lines: int):
     if cores < 2 or not big:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=min(cores, 4), initializer=_exit_with_parent, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(max_workers=min(cores, 4), initializer=_start_worker, initargs=(os.getpid(),))
     try:
         yield pool
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _start_worker(parent: int) -> None:
+    fix_mmap_threshold()
+    _exit_with_parent(parent)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -193,6 +199,7 @@ def ingest_paths(
 ) -> IngestStats:
     stats = IngestStats()
     started = time.perf_counter()
+    fix_mmap_threshold()  # (and in each worker: see bot/malloc.py)
     for pattern in patterns:
         paths = expand(pattern)
         for path in paths:
