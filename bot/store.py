@@ -304,17 +304,22 @@ class Store:
     def find(
         self, address: str, since: timedelta | None = None, limit: int = 20, source: str | None = None
     ) -> list[Delivery]:
-        """The latest deliveries to or from ADDRESS ('@domain' for a whole domain's failures),
-        from one SOURCE or all, read in one snapshot, so a story and its attempts agree even
-        while ingest writes."""
-        wanted = address.strip().lower()
+        """The latest deliveries to or from ADDRESS ('@domain' for a whole domain's failures; a
+        Message-ID finds its message's stories, and a word without '@' is a queue id), from one
+        SOURCE or all, read in one snapshot, so a story and its attempts agree even while
+        ingest writes."""
+        given = address.strip().strip("<>")
+        wanted = given.lower()
         clauses, params = [], []
         if wanted.startswith("@"):
             clauses.append("recipient_domain = ? and status != 'delivered'")
             params.append(wanted[1:])
-        else:
-            clauses.append("(recipient_lc = ? or sender_lc = ?)")
-            params += [wanted, wanted]
+        elif "@" in wanted:  # an address, or a Message-ID, which looks like one (compared as given)
+            clauses.append("(recipient_lc = ? or sender_lc = ? or message_id = ?)")
+            params += [wanted, wanted, given]
+        else:  # queue ids are case-sensitive (Postfix's long ones mix both cases)
+            clauses.append("queue_id = ?")
+            params.append(given)
         if since is not None:
             clauses.append("last_seen >= ?")
             params.append(iso(datetime.now() - since))

@@ -12,11 +12,13 @@ v3: cheaper to write (issue 4: every index is updated for every story ingest wri
     by queue id, message id and message key; messages by message id), and an attempt is keyed by
     (delivery_id, line) in one index, instead of by a text id that repeated both plus a second
     index on them.
+v4: deliveries by queue id and by Message-ID again: `why` finds a story by either, as issue 4
+    asks of the index (v3 had dropped them when nothing asked for them yet).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = [
     """create table if not exists messages (
@@ -119,7 +121,23 @@ def create_v3(backend) -> None:
     backend.execute("drop table attempts_v2")  # and its index on (delivery_id, line) with it
 
 
-STEPS = {1: create_v1, 2: create_v2, 3: create_v3}  # version -> what brings the version before it up to it
+_V4 = [
+    "create index if not exists idx_deliveries_queue_id on deliveries (queue_id)",
+    "create index if not exists idx_deliveries_message_id on deliveries (message_id)",
+]
+
+
+def create_v4(backend) -> None:
+    for statement in _V4:
+        backend.execute(statement)
+
+
+STEPS = {
+    1: create_v1,
+    2: create_v2,
+    3: create_v3,
+    4: create_v4,
+}  # version -> what brings the version before it up to it
 
 
 def read_version(backend) -> int:

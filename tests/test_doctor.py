@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.ingest import ingest_paths
-from bot.store import Store
+from bot.store import SCHEMA_VERSION, Store
 
 from .conftest import FIXTURES
 
@@ -33,7 +33,7 @@ def test_a_good_setup_passes_and_stays_offline(run_cli, tmp_path):
     found = _findings(done)
     assert done.returncode == 0, found
     assert found["database"]["state"] == "ok" and found["database"]["detail"].startswith("SQLite ")
-    assert "writable, schema 3, 1 stories" in found["database"]["detail"]
+    assert f"writable, schema {SCHEMA_VERSION}, 1 stories" in found["database"]["detail"]
     assert found["knowledge base"]["state"] == "ok" and found["grammars"]["state"] == "ok"
     assert found["SLACK_BOT_TOKEN"]["state"] == "ok"
     assert found["Slack reachability"]["state"] == "not checked"

@@ -80,6 +80,32 @@ def test_why_from_index_is_case_insensitive_and_tells_the_whole_story(tmp_path, 
     assert story.final.evidence[0].line == 8  # line numbers are the file's
 
 
+def test_why_finds_a_story_by_its_queue_id_or_message_id(tmp_path, store_target):
+    store = Store(store_target)
+    ingest_paths(store, [str(FIXTURES / "postfix" / "incoming-rejects.log"), str(LOG)])
+    for wanted in (
+        "7A1B2C3D4E",
+        "<20261127080001.7A1B2C3D4E@mx1.example.com>",
+        "20261127080001.7A1B2C3D4E@mx1.example.com",
+    ):
+        stories = why_from_store(store, wanted, None).deliveries  # the message's two recipients
+        assert sorted((s.recipient, s.queue_id, s.status) for s in stories) == [
+            ("carl@partner.example", "7A1B2C3D4E", "delivered"),
+            ("ops@slow.example.net", "7A1B2C3D4E", "bounced"),
+        ], wanted
+    assert why_from_store(store, "7a1b2c3d4e", None).deliveries == []  # queue ids are case-sensitive
+    assert why_from_store(store, "20261127080001.7A1B2C3D4E@MX1.example.com", None).deliveries == []
+
+
+def test_lookups_by_queue_id_and_message_id_use_their_indexes(tmp_path):
+    db = tmp_path / "plan.db"
+    Store(db).close()
+    with sqlite3.connect(db) as connection:
+        for column in ("queue_id", "message_id"):
+            plan = connection.execute(f"explain query plan select id from deliveries where {column} = 'x'").fetchall()
+            assert any(f"idx_deliveries_{column}" in row[-1] for row in plan), plan
+
+
 def test_why_at_domain_lists_only_failures(tmp_path, store_target):
     store = Store(store_target)
     ingest_paths(store, [str(FIXTURES / "postfix" / "incoming-rejects.log"), str(LOG)])

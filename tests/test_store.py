@@ -1,4 +1,4 @@
-"""The store on both backends: schema 3 and the upgrades from schemas 1 and 2, audit and feedback rows,
+"""The store on both backends: the current schema and the upgrades from schemas 1 and 2, audit and feedback rows,
 the /whyfailed lookup's choice between the index and the logs, and clear one-line errors."""
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ CONSOLE = Context("console", "me")
 
 def test_a_new_store_is_at_the_current_schema(store_target):
     store = Store(store_target)
-    assert store.schema_version == SCHEMA_VERSION == 3
+    assert store.schema_version == SCHEMA_VERSION == 4
     assert store.counts() == {"deliveries": 0, "attempts": 0, "messages": 0, "positions": 0}
     store.check_writable()
-    assert store.schema_version == 3 and store.counts()["positions"] == 0  # the trial write was rolled back
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.counts()["positions"] == 0  # the trial write was rolled back
 
 
 def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
@@ -38,7 +39,7 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     with sqlite3.connect(db) as connection:
         connection.executescript(V1.read_text())
     store = Store(db)
-    assert store.schema_version == 3
+    assert store.schema_version == SCHEMA_VERSION
     (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries  # indexed under schema 1
     assert [a.status for a in story.attempts] == ["deferred", "deferred", "bounced"]
     assert store.position("v1/mail.log").lines == 10
@@ -51,7 +52,7 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     store.record_audit("console", "me", None, "a@b.example", "answered: 0 stories")
     assert [r["user"] for r in store.audit_rows()] == ["U0ANNA", "me"]
     store.close()
-    assert Store(db).schema_version == 3  # and opening it again changes nothing
+    assert Store(db).schema_version == SCHEMA_VERSION  # and opening it again changes nothing
 
 
 def test_a_v2_index_upgrades_and_ingesting_its_log_again_adds_nothing(store_target):
@@ -69,7 +70,7 @@ def test_a_v2_index_upgrades_and_ingesting_its_log_again_adds_nothing(store_targ
                 backend.execute(line.rstrip(";"))
     backend.close()
     store = Store(store_target)
-    assert store.schema_version == 3
+    assert store.schema_version == SCHEMA_VERSION
     assert store.counts() == {"deliveries": 2, "attempts": 4, "messages": 1, "positions": 0}
     ingest_paths(store, [str(LOG)], source="mx1")
     assert store.counts() == {"deliveries": 2, "attempts": 4, "messages": 1, "positions": 1}
@@ -122,7 +123,7 @@ def test_several_connections_opening_a_new_database_at_once_migrate_it_once(stor
     for thread in threads:
         thread.join()
     assert errors == []
-    assert Store(store_target).schema_version == 3
+    assert Store(store_target).schema_version == SCHEMA_VERSION
 
 
 # --- /whyfailed ADDRESS: the index or the logs ----------------------------------------------
@@ -170,7 +171,7 @@ def test_why_and_doctor_read_database_url_and_never_show_the_password(pg_url, ru
     found = {f["area"]: f for f in json.loads(doctor.stdout)}["database"]
     assert found["state"] == "ok", found
     assert found["detail"].startswith("PostgreSQL postgresql://whyfailed:***@127.0.0.1:")
-    assert "writable, schema 3, 2 stories" in found["detail"]
+    assert f"writable, schema {SCHEMA_VERSION}, 2 stories" in found["detail"]
     assert PASSWORD.encode() not in doctor.stdout + doctor.stderr
 
 
