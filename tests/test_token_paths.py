@@ -157,34 +157,6 @@ def _replies_quoted(messages: list[str]) -> list[str]:
     return replies
 
 
-def test_the_queue_record_path_reads_what_the_parser_reads():
-    lark = parser("postfix", PostfixTransformer)
-    texts = MESSAGES + EDGE_MESSAGES + _mutations(MESSAGES + EDGE_MESSAGES, 6000, seed=4)
-    taken = 0
-    for text in texts:
-        record = _queue_record_path().fullmatch(text)
-        if record is None:
-            continue
-        taken += 1
-        assert _record_fields(record.group("session"), record) == _lark_or_none(lark, text), repr(text)
-    assert taken > 2000  # the path takes the records it is there for
-
-
-def test_the_noqueue_reject_path_reads_what_the_parser_reads():
-    lark = parser("postfix", PostfixTransformer)
-    rejects = [m for m in MESSAGES + EDGE_MESSAGES if m.startswith("NOQUEUE")]
-    texts = rejects + _mutations(rejects, 6000, seed=6)
-    taken = 0
-    for text in texts:
-        reject = _noqueue_reject_path().fullmatch(text)
-        if reject is None:
-            continue
-        taken += 1
-        action, stage, peer, said, pairs = reject.group("action", "stage", "peer", "text", "pairs")
-        assert _reject_fields(action, stage, peer, said, _kv([pairs])) == _lark_or_none(lark, text), repr(text)
-    assert taken > 100
-
-
 def test_the_common_records_take_the_path():
     lark = parser("postfix", PostfixTransformer)
     records = [m for m in MESSAGES if re.match(r"[0-9A-F]{10}: (to|from|message-id)=", m) and _lark_or_none(lark, m)]
@@ -196,18 +168,53 @@ def test_the_common_records_take_the_path():
     assert [m for m in rejects if _noqueue_reject_path().fullmatch(m) is None] == []
 
 
-def test_the_reply_path_reads_what_the_parser_reads():
-    lark = parser("reply", ReplyTransformer)
-    replies = _replies_quoted(MESSAGES) + EDGE_REPLIES
-    texts = replies + _mutations(replies, 6000, seed=5)
+def _reject_from(match: re.Match) -> dict:
+    action, stage, peer, said, pairs = match.group("action", "stage", "peer", "text", "pairs")
+    return _reject_fields(action, stage, peer, said, _kv([pairs]))
+
+
+# name: (the path, its fields from a match, the parser it stands for, the texts it meets, the
+# seed of their mutations, how many of them it must take at least)
+PATHS = {
+    "queue record": (
+        _queue_record_path,
+        lambda match: _record_fields(match.group("session"), match),
+        lambda: parser("postfix", PostfixTransformer),
+        lambda: MESSAGES + EDGE_MESSAGES,
+        4,
+        2000,
+    ),
+    "noqueue reject": (
+        _noqueue_reject_path,
+        _reject_from,
+        lambda: parser("postfix", PostfixTransformer),
+        lambda: [m for m in MESSAGES + EDGE_MESSAGES if m.startswith("NOQUEUE")],
+        6,
+        100,
+    ),
+    "reply": (
+        _plain_reply_path,
+        lambda match: _read_reply(match.string),
+        lambda: parser("reply", ReplyTransformer),
+        lambda: _replies_quoted(MESSAGES) + EDGE_REPLIES,
+        5,
+        1000,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_a_token_path_reads_what_the_parser_reads(name):
+    path, fields_of, lark, corpus, seed, least = PATHS[name]
+    texts = corpus() + _mutations(corpus(), 6000, seed=seed)
     taken = 0
     for text in texts:
-        plain = _plain_reply_path().fullmatch(text)
-        if plain is None:
+        match = path().fullmatch(text)
+        if match is None:
             continue
         taken += 1
-        assert _read_reply(text) == _lark_or_none(lark, text), repr(text)
-    assert taken > 1000
+        assert fields_of(match) == _lark_or_none(lark(), text), repr(text)
+    assert taken > least  # the path takes the lines it is there for
 
 
 def test_a_reply_the_path_does_not_take_still_parses():
