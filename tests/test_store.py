@@ -34,6 +34,23 @@ def test_a_new_store_is_at_the_current_schema(store_target):
     assert store.counts()["positions"] == 0  # the trial write was rolled back
 
 
+def test_an_sqlite_index_is_set_up_for_a_writer_of_large_indexes(tmp_path):
+    from bot.store_backends import CACHE_BYTES, PAGE_SIZE, WAL_CHECKPOINT_PAGES
+
+    store = Store(tmp_path / "new.db")
+    pragmas = {
+        name: store.backend.query(f"pragma {name}")[0][name]
+        for name in ("journal_mode", "page_size", "cache_size", "wal_autocheckpoint", "synchronous")
+    }
+    assert pragmas == {
+        "journal_mode": "wal",
+        "page_size": PAGE_SIZE,
+        "cache_size": -(CACHE_BYTES // 1024),
+        "wal_autocheckpoint": WAL_CHECKPOINT_PAGES,
+        "synchronous": 1,  # NORMAL: a commit is durable at the next checkpoint, the WAL stays whole
+    }
+
+
 def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     db = tmp_path / "v1.db"
     with sqlite3.connect(db) as connection:
