@@ -72,31 +72,11 @@ def why_from_logs(patterns: list[str], address: str, since: timedelta | None, li
     files = [p for pattern in patterns for p in expand(pattern) if p.exists()]
     # grep starts on the first plain files now, and reads them while the parsers are imported
     early = {p: scan_for(p, address, MAX_MATCHED_LINES) for p in files[:EARLY_SCANS] if _greppable(p)}
-    # The parsers (and Lark) are imported here, not at the top: `why` from the index needs none of them.
-    from bot.correlate import correlate_events
-    from bot.model import Evidence, Report
-    from bot.parse import parse_lines
-    from bot.rules import diagnose_deliveries
-
-    deliveries: list[Delivery] = []
-    for path in files:
-        scan = early.pop(path, None) or (scan_for(path, address, MAX_MATCHED_LINES) if _greppable(path) else None)
-        try:
-            hits = _lines_of(path, address, scan)
-        finally:
-            if scan is not None:
-                scan.close()
-        if not hits:
-            continue
-        numbers = [number for number, _ in hits]
-        parsed = parse_lines([line for _, line in hits])
-        renumber = dict(enumerate(numbers, start=1))
-        for story in correlate_events(parsed.events):
-            for attempt in story.attempts:
-                attempt.evidence = [Evidence(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
-            story.context = [Evidence(renumber.get(e.line, e.line), e.text) for e in story.context]
-            if _matches(story, address):
-                deliveries.append(story)
+    try:
+        deliveries = [story for path in files for story in _stories(path, address, early.pop(path, None))]
+    finally:
+        for scan in early.values():  # left by an error: their grep processes are stopped
+            scan.close()
     if since is not None:
         cutoff = datetime.now() - since
         deliveries = [
@@ -108,6 +88,9 @@ def why_from_logs(patterns: list[str], address: str, since: timedelta | None, li
         key=lambda d: d.final.timestamp.replace(tzinfo=None) if d.final and d.final.timestamp else datetime.min,
         reverse=True,
     )
+    from bot.model import Report
+    from bot.rules import diagnose_deliveries
+
     deliveries = diagnose_deliveries(deliveries[:limit])
     return Report(input=", ".join(patterns), formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
 
@@ -152,6 +135,36 @@ def start_early(argv: list[str]) -> None:
         path = Path(log)
         if not any(c in log for c in "*?[") and _greppable(path):
             grep.start_early(path, address, MAX_MATCHED_LINES)
+
+
+def _stories(path: Path, address: str, scan: GrepScan | None) -> list[Delivery]:
+    """The stories of one log file that involve the address, their evidence numbered as in the file."""
+    # The parsers (and Lark) are imported here, not at the top: `why` from the index needs none of them.
+    from bot.correlate import correlate_events
+    from bot.model import Evidence
+    from bot.parse import parse_lines
+    from bot.sources.grep import scan_for
+
+    if scan is None and _greppable(path):
+        scan = scan_for(path, address, MAX_MATCHED_LINES)
+    try:
+        hits = _lines_of(path, address, scan)
+    finally:
+        if scan is not None:
+            scan.close()
+    if not hits:
+        return []
+    numbers = [number for number, _ in hits]
+    parsed = parse_lines([line for _, line in hits])
+    renumber = dict(enumerate(numbers, start=1))
+    stories = []
+    for story in correlate_events(parsed.events):
+        for attempt in story.attempts:
+            attempt.evidence = [Evidence(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
+        story.context = [Evidence(renumber.get(e.line, e.line), e.text) for e in story.context]
+        if _matches(story, address):
+            stories.append(story)
+    return stories
 
 
 def _greppable(path: Path) -> bool:

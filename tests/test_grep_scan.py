@@ -143,3 +143,12 @@ def test_why_tells_the_same_stories_with_grep_and_without(run_cli, tmp_path, log
     assert b"No deliveries" not in _why(run_cli, address, path, "text")
     packed_story = _why(run_cli, address, packed, fmt).replace(bytes(packed), bytes(path))
     assert packed_story == _why(run_cli, address, path, fmt)
+
+
+def test_more_ids_than_a_command_line_holds_are_searched_for(tmp_path):
+    # a busy domain's ids: more bytes of them than the system lets a command line have (2 MB on Linux)
+    ids = {f"{n:012X}" for n in range(200_000)}
+    path = _log(tmp_path)
+    path.write_bytes(path.read_bytes() + b"x: 00000002A3FF: and 0000000F4240 (not an id of ours)\n")
+    found = GrepScan(path, ADDRESS, 1000).second(ids)
+    assert found == [(11, "x: 00000002A3FF: and 0000000F4240 (not an id of ours)")]

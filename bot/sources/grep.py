@@ -50,17 +50,27 @@ class _Grep:
 
     def __init__(self, grep: str, path: Path, needles: list[bytes], ignore_case: bool, most: int) -> None:
         self.most = most
-        command = [grep, "-a", "-n", "-F", *(["-i"] if ignore_case else []), "-m", str(most)]
-        for needle in needles:
-            command += ["-e", needle]
-        command += ["--", os.fsencode(path)]
-        self._process = subprocess.Popen(  # noqa: S603 - no shell; needles are arguments
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_environment()
+        # the needles one a line on grep's input, not as arguments: a domain's thousands of
+        # queue ids would pass the system's limit on a command line
+        command = [grep, "-a", "-n", "-F", *(["-i"] if ignore_case else []), "-m", str(most), "-f", "-"]
+        self._process = subprocess.Popen(  # noqa: S603 - no shell
+            [*command, "--", os.fsencode(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_environment(),
         )
+        try:  # grep reads all its needles before it writes a line: this cannot wait on its output
+            self._process.stdin.write(b"".join(n + b"\n" for n in needles if n))
+            self._process.stdin.close()
+        except OSError:  # grep is gone already: lines() reports its failure
+            pass
 
     def lines(self) -> list[tuple[int, str]] | None:
         """(line number, line) in file order, or None if grep failed."""
-        output, _ = self._process.communicate()
+        output = self._process.stdout.read()
+        self._process.stdout.close()
+        self._process.wait()
         if self._process.returncode not in (0, 1):  # 1: nothing found; 2: trouble
             return None
         found = []
@@ -71,10 +81,14 @@ class _Grep:
             found.append((int(number), text))
         return found
 
-    def stop(self) -> None:
+    def kill(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
-        self._process.communicate()
+
+    def stop(self) -> None:
+        self.kill()
+        self._process.stdout.close()
+        self._process.wait()
 
 
 _EARLY: dict[tuple[Path, str, int], GrepScan] = {}  # scans started before they were asked for
@@ -106,16 +120,19 @@ class GrepScan:
         self._first: list[tuple[int, str]] | None = None
         self._guessed: set[str] = set()
         self._second: _Grep | None = None
+        self._running: _Grep | None = None  # the first search, while it runs
+        self._closed = False
         self._ready = threading.Thread(target=self._run_first, args=(address,), daemon=True)
         if self._grep is not None:
             self._ready.start()
 
     def _run_first(self, address: str) -> None:
         try:
-            self._first = _Grep(self._grep, self._path, [address.encode()], True, self._most).lines()
+            self._running = _Grep(self._grep, self._path, [address.encode()], True, self._most)
         except OSError:
             return
-        if self._first:
+        self._first = self._running.lines()
+        if self._first and not self._closed:
             guessed = {m.group(1) for _, line in self._first for m in _GUESS.finditer(line)}
             if 0 < len(guessed) <= _GUESS_MOST:
                 try:
@@ -152,7 +169,11 @@ class GrepScan:
             return None
 
     def close(self) -> None:
-        """Stop a guessed search nobody asked for."""
+        """Stop the searches nobody asked for: a guessed one, and a first one still reading
+        (a scan left by an error, or started early for a command that did not run)."""
+        self._closed = True
+        if self._running is not None:
+            self._running.kill()
         self.first()
         if self._second is not None:
             self._second.stop()
