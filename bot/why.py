@@ -71,7 +71,7 @@ def why_from_logs(patterns: list[str], address: str, since: timedelta | None, li
 
     files = [p for pattern in patterns for p in expand(pattern) if p.exists()]
     # grep starts on the first plain files now, and reads them while the parsers are imported
-    early = {p: scan_for(p, address, MAX_MATCHED_LINES) for p in files[:EARLY_SCANS] if _greppable(p)}
+    early = {p: scan_for(p, address, MAX_MATCHED_LINES) for p in dict.fromkeys(files[:EARLY_SCANS]) if _greppable(p)}
     try:
         deliveries = [story for path in files for story in _stories(path, address, early.pop(path, None))]
     finally:

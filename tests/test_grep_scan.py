@@ -152,3 +152,18 @@ def test_more_ids_than_a_command_line_holds_are_searched_for(tmp_path):
     path.write_bytes(path.read_bytes() + b"x: 00000002A3FF: and 0000000F4240 (not an id of ours)\n")
     found = GrepScan(path, ADDRESS, 1000).second(ids)
     assert found == [(11, "x: 00000002A3FF: and 0000000F4240 (not an id of ours)")]
+
+
+def test_rotated_and_repeated_logs_tell_the_same_stories_with_grep_and_without(run_cli, tmp_path):
+    # mail.log.2.gz (scan module), mail.log.1 and mail.log (grep, started early), mail.log twice
+    lines = (FIXTURES / "postfix" / "deferred-then-bounced.log").read_bytes().splitlines(keepends=True)
+    (tmp_path / "mail.log.2.gz").write_bytes(gzip.compress(b"".join(lines[:3])))
+    (tmp_path / "mail.log.1").write_bytes(b"".join(lines[3:6]))
+    (tmp_path / "mail.log").write_bytes(b"".join(lines[6:]))
+    log = str(tmp_path / "mail.log")
+    for address in ("ops@slow.example.net", "@slow.example.net"):
+        args = ("why", address, "--log", log, "--log", log, "--format", "json")
+        with_grep, without = run_cli(*args), run_cli(*args, env={"WHYFAILED_GREP": "off"})
+        assert with_grep.returncode == without.returncode == 0, with_grep.stderr
+        assert with_grep.stdout == without.stdout
+        assert with_grep.stdout.count(b'"recipient": "ops@slow.example.net"') >= 2  # each file's part, twice
