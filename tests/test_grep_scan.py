@@ -167,3 +167,14 @@ def test_rotated_and_repeated_logs_tell_the_same_stories_with_grep_and_without(r
         assert with_grep.returncode == without.returncode == 0, with_grep.stderr
         assert with_grep.stdout == without.stdout
         assert with_grep.stdout.count(b'"recipient": "ops@slow.example.net"') >= 2  # each file's part, twice
+
+
+def test_start_early_knows_every_option_of_the_why_command():
+    # an option it did not know would only stop the early start; one read wrongly could too
+    from bot.cli import why
+    from bot.why import _FLAGS, _VALUE_OPTIONS
+
+    options = {o for p in why.params for o in p.opts if o.startswith("-")}
+    flags = {o for p in why.params if getattr(p, "is_flag", False) for o in p.opts}
+    assert flags == _FLAGS
+    assert options - flags == _VALUE_OPTIONS
