@@ -26,7 +26,8 @@ def cached(name: str, sources: Iterable[Path], build: Callable[[], object]) -> o
     """build(), or what an earlier build() of the same source files left in the cache."""
     digest = hashlib.sha1(__version__.encode())
     for path in sorted(sources):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        # the whole path: what is built may name where it came from (an Article's path)
+        digest.update(os.fsencode(path.absolute()) + b"\0" + path.read_bytes())
     target = cache_dir() / f"{name}-{digest.hexdigest()[:16]}.pickle"
     try:
         with open(target, "rb") as handle:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.model import Delivery, Evidence, Report
-from bot.rules import diagnose_deliveries
-
 if TYPE_CHECKING:  # `why --log` needs no database: sqlite-utils is imported only for the index
+    from bot.model import Delivery, Report
+    from bot.sources.grep import GrepScan
     from bot.store import Store
 
 _DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_MATCHED_LINES = 200_000  # bound the work one query can cause
+EARLY_SCANS = 4  # files grep starts on before the parsers are imported (each its own process)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -55,6 +56,9 @@ def _matches(delivery: Delivery, address: str) -> bool:
 def why_from_store(
     store: Store, address: str, since: timedelta | None, limit: int = 20, source: str | None = None
 ) -> Report:
+    from bot.model import Report
+    from bot.rules import diagnose_deliveries
+
     deliveries = store.find(address, since, limit, source=source)
     diagnose_deliveries(deliveries)
     return Report(input=f"index {store.where}", formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
@@ -62,35 +66,17 @@ def why_from_store(
 
 def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = 20) -> Report:
     """Scan logs without an index: a prefilter pass for the address, a second for its queue ids."""
-    # The parsers (and Lark) are imported here, not at the top: `why` from the index needs none of them.
-    from bot.correlate import correlate_events
-    from bot.parse import parse_line, parse_lines
     from bot.sources.files import expand
-    from bot.sources.scan import open_log
+    from bot.sources.grep import scan_for
 
     files = [p for pattern in patterns for p in expand(pattern) if p.exists()]
-    deliveries: list[Delivery] = []
-    for path in files:
-        with open_log(path) as log:  # one map for both passes, which share their line counting
-            hits = log.grep([address.encode()], ignore_case=True)[:MAX_MATCHED_LINES]
-            ids = set()
-            for _, line in hits:
-                parsed = parse_line(line.rstrip("\r"))  # a CRLF log's lines keep their CR; parse_lines drops it too
-                if parsed and parsed[1].get("session"):
-                    ids.add(parsed[1]["session"])
-            if ids:  # the second pass: every line of those messages
-                hits = sorted({*hits, *log.grep([i.encode() for i in sorted(ids)])})[:MAX_MATCHED_LINES]
-        if not hits:
-            continue
-        numbers = [number for number, _ in hits]
-        parsed = parse_lines([line for _, line in hits])
-        renumber = dict(enumerate(numbers, start=1))
-        for story in correlate_events(parsed.events):
-            for attempt in story.attempts:
-                attempt.evidence = [Evidence(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
-            story.context = [Evidence(renumber.get(e.line, e.line), e.text) for e in story.context]
-            if _matches(story, address):
-                deliveries.append(story)
+    # grep starts on the first plain files now, and reads them while the parsers are imported
+    early = {p: scan_for(p, address, MAX_MATCHED_LINES) for p in dict.fromkeys(files[:EARLY_SCANS]) if _greppable(p)}
+    try:
+        deliveries = [story for path in files for story in _stories(path, address, early.pop(path, None))]
+    finally:
+        for scan in early.values():  # left by an error: their grep processes are stopped
+            scan.close()
     if since is not None:
         cutoff = datetime.now() - since
         deliveries = [
@@ -102,5 +88,124 @@ def why_from_logs(patterns: list[str], address: str, since: timedelta | None, li
         key=lambda d: d.final.timestamp.replace(tzinfo=None) if d.final and d.final.timestamp else datetime.min,
         reverse=True,
     )
+    from bot.model import Report
+    from bot.rules import diagnose_deliveries
+
     deliveries = diagnose_deliveries(deliveries[:limit])
     return Report(input=", ".join(patterns), formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
+
+
+# The options of `why` that take a value, and its flags: what start_early() understands
+_VALUE_OPTIONS = {"--since", "--db", "--log", "--source", "--limit", "--format", "-f", "--resolver"}
+_FLAGS = {"--check"}
+
+
+def start_early(argv: list[str]) -> None:
+    """For `why ADDRESS --log FILE ...` (argv without the program), start grep on each plain
+    FILE before the command line is parsed and the parsers are imported: the command, parsed
+    by click as always, takes these scans when its address and files are the same ones. Any
+    argument this does not read the way click would (a glob, --opt=value, --help) starts nothing."""
+    if not argv or argv[0] != "why":
+        return
+    positional, logs, rest = [], [], iter(argv[1:])
+    for argument in rest:
+        if argument in _VALUE_OPTIONS:
+            value = next(rest, None)
+            if value is None:
+                return
+            if argument == "--log":
+                logs.append(value)
+        elif argument in _FLAGS:
+            continue
+        elif argument.startswith("-"):
+            return
+        else:
+            positional.append(argument)
+    if len(positional) != 1 or not logs:
+        return
+    try:
+        address = normalise_address(positional[0])
+    except ValueError:
+        return
+    from bot.sources import grep
+
+    if grep.grep_command() is None:
+        return
+    for log in logs[:EARLY_SCANS]:
+        path = Path(log)
+        if not any(c in log for c in "*?[") and _greppable(path):
+            grep.start_early(path, address, MAX_MATCHED_LINES)
+
+
+def _stories(path: Path, address: str, scan: GrepScan | None) -> list[Delivery]:
+    """The stories of one log file that involve the address, their evidence numbered as in the file."""
+    # The parsers (and Lark) are imported here, not at the top: `why` from the index needs none of them.
+    from bot.correlate import correlate_events
+    from bot.model import Evidence
+    from bot.parse import parse_lines
+    from bot.sources.grep import scan_for
+
+    if scan is None and _greppable(path):
+        scan = scan_for(path, address, MAX_MATCHED_LINES)
+    try:
+        hits = _lines_of(path, address, scan)
+    finally:
+        if scan is not None:
+            scan.close()
+    if not hits:
+        return []
+    numbers = [number for number, _ in hits]
+    parsed = parse_lines([line for _, line in hits])
+    renumber = dict(enumerate(numbers, start=1))
+    stories = []
+    for story in correlate_events(parsed.events):
+        for attempt in story.attempts:
+            attempt.evidence = [Evidence(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
+        story.context = [Evidence(renumber.get(e.line, e.line), e.text) for e in story.context]
+        if _matches(story, address):
+            stories.append(story)
+    return stories
+
+
+def _greppable(path: Path) -> bool:
+    """A plain, non-empty file: grep reads it (a compressed one is read by bot.sources.scan)."""
+    return path.suffix != ".gz" and path.is_file() and path.stat().st_size > 0
+
+
+def _lines_of(path: Path, address: str, scan: GrepScan | None) -> list[tuple[int, str]]:
+    """(line number, line) for the lines that mention the address and for every line of the
+    messages they belong to (their queue ids), at most MAX_MATCHED_LINES, in file order. Searched
+    by grep when it is there (scan), else, with the same result, by bot.sources.scan."""
+    hits = scan.first() if scan is not None else None
+    if hits is None:
+        return _scanned_lines(path, address)
+    ids = _ids(hits)
+    if not ids:
+        return hits
+    more = scan.second(ids)
+    if more is None:
+        return _scanned_lines(path, address)
+    return sorted({*hits, *more})[:MAX_MATCHED_LINES]
+
+
+def _scanned_lines(path: Path, address: str) -> list[tuple[int, str]]:
+    from bot.sources.scan import open_log
+
+    with open_log(path) as log:  # one map for both passes, which share their line counting
+        hits = log.grep([address.encode()], ignore_case=True)[:MAX_MATCHED_LINES]
+        ids = _ids(hits)
+        if ids:  # the second pass: every line of those messages
+            hits = sorted({*hits, *log.grep([i.encode() for i in sorted(ids)])})[:MAX_MATCHED_LINES]
+    return hits
+
+
+def _ids(hits: list[tuple[int, str]]) -> set[str]:
+    """The queue (or session) ids the parser reads in these lines."""
+    from bot.parse import parse_line
+
+    ids = set()
+    for _, line in hits:
+        parsed = parse_line(line.rstrip("\r"))  # a CRLF log's lines keep their CR; parse_lines drops it too
+        if parsed and parsed[1].get("session"):
+            ids.add(parsed[1]["session"])
+    return ids

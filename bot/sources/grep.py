@@ -1,0 +1,181 @@
+"""`why --log` searched with the system's grep, in the background: the two passes an admin
+would type (the address, then its queue ids), run by grep in its own process, so the log is
+read on another core while Python imports the parsers (grep -i over 143 MB: about 0.1 s, no
+faster than bot.sources.scan, but off the critical path when a core is free).
+
+The lines are the ones bot.sources.scan finds: grep runs in the C locale, so `-i` folds
+ASCII letters only, as bytes.lower() does; `-a` reads every byte as text; line numbers count
+newlines as scan does. Where grep is missing or fails, first() and second() return None and
+the caller searches with scan instead.
+
+The second pass is started early, on a guess: as soon as the address's lines are found, the
+queue ids a Postfix line shows ('postfix/smtp[12]: 4448D29412: to=<...>') are searched for,
+before the parser has said which ids the lines really hold. second() uses that search only
+when the real ids are among the guessed ones, keeping the lines that hold a real id; otherwise
+it searches again for the real ids. A guess changes when the lines arrive, never which.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import subprocess
+import threading
+from functools import cache
+from pathlib import Path
+
+# A queue id in a Postfix line: after the program's "]: ", before ":", with a digit in it (so
+# NOQUEUE and words are not taken; an id without digits is simply not guessed)
+_GUESS = re.compile(r"\]: ((?=[A-Za-z]*[0-9])[0-9A-Za-z]{6,20}):")
+_GUESS_MOST = 64  # more ids than this: no guess (their search would find too much)
+
+
+@cache
+def grep_command() -> str | None:
+    """The system's grep, or None. WHYFAILED_GREP=off turns it off (the scan module then searches)."""
+    if os.environ.get("WHYFAILED_GREP", "").lower() in ("off", "0", "no"):
+        return None
+    return shutil.which("grep")
+
+
+def _environment() -> dict[str, str]:
+    # the C locale: bytes are bytes, -i folds A-Z only; grep's own option variables left out
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREP_", "LC_", "LANG"))}
+    return {**env, "LC_ALL": "C"}
+
+
+class _Grep:
+    """One grep process for lines holding any of some needles: started at once, read by lines()."""
+
+    def __init__(self, grep: str, path: Path, needles: list[bytes], ignore_case: bool, most: int) -> None:
+        self.most = most
+        # the needles one a line on grep's input, not as arguments: a domain's thousands of
+        # queue ids would pass the system's limit on a command line
+        command = [grep, "-a", "-n", "-F", *(["-i"] if ignore_case else []), "-m", str(most), "-f", "-"]
+        self._process = subprocess.Popen(  # noqa: S603 - no shell
+            [*command, "--", os.fsencode(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_environment(),
+        )
+        try:  # grep reads all its needles before it writes a line: this cannot wait on its output
+            self._process.stdin.write(b"".join(n + b"\n" for n in needles if n))
+            self._process.stdin.close()
+        except OSError:  # grep is gone already: lines() reports its failure
+            pass
+
+    def lines(self) -> list[tuple[int, str]] | None:
+        """(line number, line) in file order, or None if grep failed."""
+        output = self._process.stdout.read()
+        self._process.stdout.close()
+        self._process.wait()
+        if self._process.returncode not in (0, 1):  # 1: nothing found; 2: trouble
+            return None
+        found = []
+        # decoded at once: an invalid byte is replaced as it would be in its own line, since
+        # no UTF-8 sequence spans the newline between two lines
+        for line in output.decode("utf-8", "replace").split("\n")[:-1]:
+            number, _, text = line.partition(":")
+            found.append((int(number), text))
+        return found
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+
+    def stop(self) -> None:
+        self.kill()
+        self._process.stdout.close()
+        self._process.wait()
+
+
+_EARLY: dict[tuple[Path, str, int], GrepScan] = {}  # scans started before they were asked for
+
+
+def start_early(path: Path, address: str, most: int) -> None:
+    """Start a scan now, for a later scan_for() with the same arguments to take."""
+    if not _EARLY:  # registered again after _stop_early(): harmless, it stops what is left
+        atexit.register(_stop_early)  # one not taken (a usage error, say) is stopped at exit
+    if (path, address, most) not in _EARLY:
+        _EARLY[(path, address, most)] = GrepScan(path, address, most)
+
+
+def scan_for(path: Path, address: str, most: int) -> GrepScan:
+    """The scan start_early() started for these arguments, else a new one."""
+    return _EARLY.pop((path, address, most), None) or GrepScan(path, address, most)
+
+
+def _stop_early() -> None:
+    while _EARLY:
+        _EARLY.popitem()[1].close()
+
+
+class GrepScan:
+    """The address's lines, then its messages' lines, of one plain (uncompressed) log file."""
+
+    def __init__(self, path: Path, address: str, most: int) -> None:
+        self._grep, self._path, self._most = grep_command(), path, most
+        self._first: list[tuple[int, str]] | None = None
+        self._guessed: set[str] = set()
+        self._second: _Grep | None = None
+        self._running: _Grep | None = None  # the first search, while it runs
+        self._closed = False
+        self._ready = threading.Thread(target=self._run_first, args=(address,), daemon=True)
+        if self._grep is not None:
+            self._ready.start()
+
+    def _run_first(self, address: str) -> None:
+        try:
+            self._running = _Grep(self._grep, self._path, [address.encode()], True, self._most)
+        except OSError:
+            return
+        self._first = self._running.lines()
+        if self._first and not self._closed:
+            guessed = {m.group(1) for _, line in self._first for m in _GUESS.finditer(line)}
+            if 0 < len(guessed) <= _GUESS_MOST:
+                try:
+                    self._second = _Grep(
+                        self._grep, self._path, [i.encode() for i in sorted(guessed)], False, self._most
+                    )
+                    self._guessed = guessed
+                except OSError:
+                    pass
+
+    def first(self) -> list[tuple[int, str]] | None:
+        """(line number, line) for the lines holding the address, any case; None: grep failed."""
+        if self._grep is None:
+            return None
+        self._ready.join()
+        return self._first
+
+    def second(self, ids: set[str]) -> list[tuple[int, str]] | None:
+        """(line number, line) for the lines holding any of these ids (exact case); None: grep failed."""
+        self.first()
+        guess, self._second = self._second, None
+        if guess is not None and ids <= self._guessed:  # guessed ids are ASCII: str and bytes agree
+            found = guess.lines()
+            # a search stopped at its limit may have missed lines of the real ids: not used then
+            if found is not None and len(found) < guess.most:
+                return [(n, line) for n, line in found if any(i in line for i in ids)]
+        elif guess is not None:
+            guess.stop()
+        if self._grep is None:
+            return None
+        try:
+            return _Grep(self._grep, self._path, [i.encode() for i in sorted(ids)], False, self._most).lines()
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        """Stop the searches nobody asked for: a guessed one, and a first one still reading
+        (a scan left by an error, or started early for a command that did not run)."""
+        self._closed = True
+        if self._running is not None:
+            self._running.kill()
+        self.first()
+        if self._second is not None:
+            self._second.stop()
+            self._second = None

@@ -1,0 +1,62 @@
+"""The disk cache of data built from our files (the knowledge base, the code tables): an edit
+to a source file, or the same files somewhere else, is never answered from an older build."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bot.datacache import cached
+from bot.knowledge import load_articles
+from bot.resources import knowledge_dir
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WHYFAILED_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_build_is_reused_until_its_source_changes(tmp_path, cache):
+    source = tmp_path / "table.txt"
+    source.write_text("one")
+    builds = []
+
+    def build():
+        builds.append(source.read_text())
+        return source.read_text().upper()
+
+    assert cached("table", [source], build) == "ONE"
+    assert cached("table", [source], build) == "ONE"
+    assert builds == ["one"]  # the second answer came from the cache
+    source.write_text("two")
+    assert cached("table", [source], build) == "TWO"
+    assert builds == ["one", "two"]
+
+
+def test_a_corrupt_cache_file_is_built_again(tmp_path, cache):
+    source = tmp_path / "table.txt"
+    source.write_text("one")
+    cached("table", [source], lambda: "built")
+    for entry in cache.iterdir():
+        entry.write_bytes(b"not a pickle")
+    assert cached("table", [source], lambda: "built again") == "built again"
+
+
+def test_an_edited_knowledge_article_is_read_again(tmp_path, cache):
+    folder = tmp_path / "knowledge"
+    shutil.copytree(knowledge_dir(), folder)
+    assert load_articles(folder)["mailbox-full"].title == load_articles()["mailbox-full"].title
+    article = folder / "mailbox-full.md"
+    text = article.read_text()
+    title = load_articles(folder)["mailbox-full"].title
+    article.write_text(text.replace(f"title: {title}", "title: The mailbox is over its quota", 1))
+    load_articles.cache_clear()  # the process's own memo; the disk cache is what is tested
+    assert load_articles(folder)["mailbox-full"].title == "The mailbox is over its quota"
+
+
+def test_the_same_articles_in_another_folder_are_their_own(tmp_path, cache):
+    for name in ("a", "b"):
+        shutil.copytree(knowledge_dir(), tmp_path / name)
+        assert load_articles(tmp_path / name)["unknown"].path == tmp_path / name / "unknown.md"
