@@ -257,14 +257,15 @@ def why(
     check: bool = False,
     resolver: str | None = None,
 ) -> None:
-    """The latest deliveries to or from ADDRESS (or '@domain' for its recent failures),
-    with their timeline and diagnosis; with --check, what is true now."""
+    """The latest deliveries to or from ADDRESS (or '@domain' for its recent failures; a
+    Message-ID or a queue id finds that message's), with their timeline and diagnosis; with
+    --check, what is true now."""
     import os
 
-    from bot.why import normalise_address, why_from_logs, why_from_store
+    from bot.why import describe_target, lookup_target, why_from_logs, why_from_store
 
     try:
-        address = normalise_address(address)
+        address = lookup_target(address)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="ADDRESS") from None
     if not logs:
@@ -291,7 +292,7 @@ def why(
     if check and report.deliveries:
         _check_now(report, resolver=resolver)
     if not report.deliveries and fmt == "text":
-        click.echo(f"No deliveries to or from {address} were found" + (" in that time." if since else "."))
+        click.echo(f"No deliveries {describe_target(address)} were found" + (" in that time." if since else "."))
         return
     _emit(report, fmt, verbose=False, stats=False, several=False)
 

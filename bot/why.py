@@ -45,12 +45,37 @@ def normalise_address(address: str) -> str:
     return address
 
 
-def _matches(delivery: Delivery, address: str) -> bool:
+# A queue id as MTAs write them: Postfix's short hex and long base-52 ids, Exim's
+# 1a2B3c-000abc-Zz, Sendmail's 2AB3cDE4f012345. No '@', which keeps it apart from the rest.
+_QUEUE_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{4,29}")
+
+
+def lookup_target(text: str) -> str:
+    """What `whyfailed why` looks up: an address or @domain (compared without case), a
+    Message-ID (it looks like an address, so the same text finds both; compared as given), or
+    a queue id (no '@'; compared as given, as Postfix's long ids mix cases). Raises ValueError."""
+    target = text.strip().strip("<>")
+    if "@" in target:
+        normalise_address(target)  # the same checks an address gets
+        return target
+    if _QUEUE_ID.fullmatch(target):
+        return target
+    raise ValueError(f"'{target}' is not an email address, @domain, Message-ID or queue id")
+
+
+def describe_target(target: str) -> str:
+    """'to or from ADDRESS', 'with queue id X': how a report names what was looked up."""
+    return f"to or from {target}" if "@" in target else f"with queue id {target}"
+
+
+def _matches(delivery: Delivery, target: str) -> bool:
     recipient = (delivery.recipient or "").lower()
     sender = (delivery.sender or "").lower()
-    if address.startswith("@"):
-        return recipient.endswith(address) and delivery.status != "delivered"
-    return address in (recipient, sender)
+    if target.startswith("@"):
+        return recipient.endswith(target.lower()) and delivery.status != "delivered"
+    if "@" in target:
+        return target.lower() in (recipient, sender) or delivery.message_id == target
+    return delivery.queue_id == target
 
 
 def why_from_store(
@@ -124,7 +149,7 @@ def start_early(argv: list[str]) -> None:
     if len(positional) != 1 or not logs:
         return
     try:
-        address = normalise_address(positional[0])
+        address = lookup_target(positional[0])
     except ValueError:
         return
     from bot.sources import grep

@@ -109,7 +109,8 @@ def test_start_early_reads_only_what_it_understands(tmp_path, argv, started):
     grep._stop_early()
     start_early_from_argv([a.replace("{log}", str(path)) for a in argv])
     assert bool(grep._EARLY) == started
-    assert set(grep._EARLY) <= {(path, ADDRESS, 200_000)}
+    # keyed by the target as `why` reads it (lookup_target keeps its case: the command does the same)
+    assert {(key[0], key[1].lower(), key[2]) for key in grep._EARLY} <= {(path, ADDRESS, 200_000)}
     grep._stop_early()
 
 

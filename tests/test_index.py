@@ -242,6 +242,24 @@ def test_why_cli_from_logs_and_bad_input(run_cli):
     assert missing.returncode == 2 and b"whyfailed ingest" in missing.stderr
 
 
+def test_why_cli_by_queue_id_and_message_id_from_logs_and_from_the_index(run_cli, tmp_path):
+    db = tmp_path / "i.db"
+    assert run_cli("ingest", str(LOG), "--db", str(db)).returncode == 0
+    for where in (["--log", str(LOG)], ["--db", str(db)]):
+        for wanted in ("7A1B2C3D4E", "<20261127080001.7A1B2C3D4E@mx1.example.com>"):
+            done = run_cli("why", wanted, *where, "--format", "json")
+            assert done.returncode == 0, done.stderr
+            stories = json.loads(done.stdout)["deliveries"]
+            assert sorted((s["recipient"], s["status"]) for s in stories) == [
+                ("carl@partner.example", "delivered"),
+                ("ops@slow.example.net", "bounced"),
+            ], (wanted, where)
+        absent = run_cli("why", "7a1b2c3d4e", *where)  # queue ids keep their case
+        assert absent.returncode == 0 and absent.stdout.strip() == b"No deliveries with queue id 7a1b2c3d4e were found."
+    refused = run_cli("why", "3F2A;rm", "--log", str(LOG))
+    assert refused.returncode == 2 and b"not an email address, @domain, Message-ID or queue id" in refused.stderr
+
+
 def test_durations():
     assert parse_duration("90m") == timedelta(minutes=90)
     assert parse_duration("1w2d") == timedelta(days=9)
