@@ -96,7 +96,7 @@ class _Plan:
     articles: tuple[tuple[Article, frozenset[str] | None, tuple[tuple[Rule, frozenset[str] | None], ...]], ...]
     # every word a rule of the plan looks for (phrases, also, unless): an index when there are many
     words: PhraseIndex | tuple[str, ...]
-    # best_match's answers by what they depend on (see _memo_key): stories repeat those far
+    # best_match's answers by what they depend on (see best_match): stories repeat those far
     # more than they repeat their texts, and a delivered story's text never matters at all
     answers: dict
 
