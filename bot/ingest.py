@@ -27,6 +27,7 @@ from bot.store_rows import ChunkRows, rows_for
 
 _MESSAGE_KINDS = ("queued", "message-id")
 _LOOKAHEAD = 2  # chunks parsed ahead of the writer: both workers busy, memory bounded (see CHUNK_LINES)
+_BATCH = 3  # chunks written in one transaction, when the workers have them ready (Store.write_rows_batch)
 
 
 @contextmanager
@@ -129,17 +130,26 @@ def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
 
 
 def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Position, stats: IngestStats) -> None:
+    write_batch(store, source, [(parsed, position)], stats)
+
+
+def write_batch(store: Store, source: str, batch: list[tuple[ParsedChunk, Position]], stats: IngestStats) -> None:
+    """Consecutive chunks, in one transaction when the workers built their rows."""
     articles = load_articles()
 
     def diagnose(story):
         return diagnose_brief(story, articles)
 
-    if parsed.rows is not None:
-        stats.deliveries += store.write_rows(source, parsed.rows, position, diagnose)
+    if all(parsed.rows is not None for parsed, _ in batch):
+        stats.deliveries += store.write_rows_batch(
+            source, [(parsed.rows, position) for parsed, position in batch], diagnose
+        )
     else:
-        stats.deliveries += store.write_chunk(source, parsed.deliveries, parsed.messages, position, diagnose)
-    stats.lines += parsed.lines
-    stats.unparsed += parsed.unparsed
+        for parsed, position in batch:
+            stats.deliveries += store.write_chunk(source, parsed.deliveries, parsed.messages, position, diagnose)
+    for parsed, _ in batch:
+        stats.lines += parsed.lines
+        stats.unparsed += parsed.unparsed
 
 
 def ingest_file(
@@ -166,13 +176,16 @@ def ingest_file(
     pending: deque = deque()
 
     def write_oldest() -> None:
+        """Write the oldest chunk, and with it the next ones its workers have finished too."""
         nonlocal offset
-        future, position = pending.popleft()
-        parsed = future.result() if pool is not None else future
-        write_parsed(store, source, parsed, position, stats)
-        if on_progress:
-            on_progress(position.offset - offset)
-        offset = position.offset
+        batch = [pending.popleft()]
+        while pool is not None and pending and pending[0][0].done() and len(batch) < _BATCH:
+            batch.append(pending.popleft())
+        write_batch(store, source, [(f.result() if pool is not None else f, p) for f, p in batch], stats)
+        for _, position in batch:
+            if on_progress:
+                on_progress(position.offset - offset)
+            offset = position.offset
 
     for chunk in read_chunks(path, offset, first_line, chunk_lines):
         if stop is not None and stop():

@@ -258,12 +258,21 @@ class Store:
         (PostgreSQL: an advisory lock on the source's name), since the merge reads what an
         earlier chunk wrote."""
 
-        def write() -> None:
-            with self.transaction(lock=source):  # all of the chunk and its position, or none of it
-                self._merge_rows(rows, position, diagnose)
+        return self.write_rows_batch(source, [(rows, position)], diagnose)
 
-        self._retrying(f"writing a chunk of {source}", write)
-        return len(rows.deliveries)
+    def write_rows_batch(self, source: str, batch: list[tuple[ChunkRows, Position | None]], diagnose) -> int:
+        """write_rows for consecutive chunks, in one transaction: each is merged in turn (a later
+        one reads what an earlier one wrote, as across transactions) and the last position is
+        the one that stays. One commit for several chunks: they change many of the same index
+        pages, which a commit writes to the WAL once each however many rows changed them."""
+
+        def write() -> None:
+            with self.transaction(lock=source):  # all of the chunks and their position, or none of it
+                for rows, position in batch:
+                    self._merge_rows(rows, position, diagnose)
+
+        self._retrying(f"writing {'a chunk' if len(batch) == 1 else f'{len(batch)} chunks'} of {source}", write)
+        return sum(len(rows.deliveries) for rows, _ in batch)
 
     def _merge_rows(self, rows: ChunkRows, position: Position | None, diagnose) -> None:
         self.backend.executemany(UPSERT_MESSAGE, rows.messages)

@@ -5,6 +5,7 @@ the same index, including the stories that span chunks (read back and diagnosed 
 from __future__ import annotations
 
 import sys
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from bot.ingest import IngestStats, ingest_file, parse_block, parse_chunk, write_parsed
@@ -45,6 +46,40 @@ def test_rows_built_in_the_worker_give_the_index_the_writer_would_build(tmp_path
     assert rows == objects
     # stories that span chunks were merged: more attempts than stories, some stories with several
     assert len(rows["attempts"]) > len(rows["deliveries"])
+
+
+class _BatchCountingStore(Store):
+    """The real store, noting how many chunks each transaction wrote."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def write_rows_batch(self, source, batch, diagnose):
+        self.batches.append(len(batch))
+        return super().write_rows_batch(source, batch, diagnose)
+
+
+class _InlineExecutor(Executor):
+    """An executor whose work is done by the time submit returns: every chunk ahead of the
+    writer is ready, so every commit takes as many as it may (a process pool's timing varies)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_chunks_written_several_to_a_transaction_give_the_index_one_at_a_time_gives(tmp_path):
+    log = _log(tmp_path)
+    one_by_one = tmp_path / "one.db"
+    ingest_file(Store(one_by_one), log, "s", IngestStats(), chunk_lines=500)
+    batched = _BatchCountingStore(tmp_path / "batched.db")
+    stats = IngestStats()
+    ingest_file(batched, log, "s", stats, chunk_lines=500, pool=_InlineExecutor())
+    assert stats.lines == 20000
+    assert sum(batched.batches) == 40 and max(batched.batches) == 3  # commits of three chunks
+    assert _dump(tmp_path / "batched.db") == _dump(one_by_one)
 
 
 def test_the_worker_hands_back_rows_not_stories(tmp_path):
