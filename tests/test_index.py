@@ -97,13 +97,17 @@ def test_why_finds_a_story_by_its_queue_id_or_message_id(tmp_path, store_target)
     assert why_from_store(store, "20261127080001.7A1B2C3D4E@MX1.example.com", None).deliveries == []
 
 
-def test_lookups_by_queue_id_and_message_id_use_their_indexes(tmp_path):
+def test_lookups_by_queue_id_message_id_and_domain_use_their_indexes(tmp_path):
     db = tmp_path / "plan.db"
     Store(db).close()
     with sqlite3.connect(db) as connection:
         for column in ("queue_id", "message_id"):
             plan = connection.execute(f"explain query plan select id from deliveries where {column} = 'x'").fetchall()
             assert any(f"idx_deliveries_{column}" in row[-1] for row in plan), plan
+        # @domain: the failures-only index, for the query Store.find makes
+        domain = "select id from deliveries where recipient_domain = ? and status != 'delivered' and source = ? "
+        plan = connection.execute(f"explain query plan {domain} order by last_seen desc limit 20", ["x", "s"])
+        assert any("idx_deliveries_failed_domain" in row[-1] for row in plan.fetchall())
 
 
 def test_why_at_domain_lists_only_failures(tmp_path, store_target):
