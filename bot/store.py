@@ -257,7 +257,6 @@ class Store:
         for their attempts) and diagnosed again from all of it. Writers of one source run one at a time
         (PostgreSQL: an advisory lock on the source's name), since the merge reads what an
         earlier chunk wrote."""
-
         return self.write_rows_batch(source, [(rows, position)], diagnose)
 
     def write_rows_batch(self, source: str, batch: list[tuple[ChunkRows, Position | None]], diagnose) -> int:
@@ -268,8 +267,8 @@ class Store:
 
         def write() -> None:
             with self.transaction(lock=source):  # all of the chunks and their position, or none of it
-                for rows, position in batch:
-                    self._merge_rows(rows, position, diagnose)
+                for number, (rows, position) in enumerate(batch, start=1):
+                    self._merge_rows(rows, position if number == len(batch) else None, diagnose)
 
         self._retrying(f"writing {'a chunk' if len(batch) == 1 else f'{len(batch)} chunks'} of {source}", write)
         return sum(len(rows.deliveries) for rows, _ in batch)
