@@ -393,6 +393,8 @@ def ingest(
         f"Indexed {stats.lines} new lines from {stats.files} file(s) in {stats.seconds:.1f} s "
         f"({rate:,.0f} lines/s); {stats.deliveries} stories updated, {stats.unparsed} lines not understood."
     )
+    if stats.deferred_indexes:
+        click.echo("The index was new: its lookup indexes were built once, after the lines (faster than line by line).")
     if keep is not None:
         click.echo(f"Pruned {store.prune(keep)} stories older than {keep}.")
     if follow:

@@ -190,6 +190,7 @@ def check_database(target: str) -> Finding:
     try:
         store.check_writable()
         version, counts = store.schema_version, store.counts()
+        missing = store.missing_lookup_indexes()
     except Exception as error:  # StoreError, sqlite3's and psycopg's errors: a finding, never a traceback
         fix = "check the user's rights on the tables" if postgres else "check the file's permissions and disk space"
         return Finding("database", FAIL, f"{backend} {where}: not writable ({one_line(error)})", fix)
@@ -201,6 +202,14 @@ def check_database(target: str) -> Finding:
             FAIL,
             f"{backend} {where}: schema {version}, expected {SCHEMA_VERSION}",
             "run any whyfailed command against it to migrate",
+        )
+    if missing:  # a new index being filled (ingest builds them at the end), or a load that was killed
+        return Finding(
+            "database",
+            WARN,
+            f"{backend} {where}: writable, schema {SCHEMA_VERSION}, {counts['deliveries']} stories; "
+            f"lookups read the whole table: {len(missing)} lookup indexes are missing",
+            "wait for a running `whyfailed ingest` to finish, or run it again: it builds them",
         )
     return Finding(
         "database",

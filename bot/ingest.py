@@ -28,6 +28,9 @@ from bot.store_rows import ChunkRows, rows_for
 _MESSAGE_KINDS = ("queued", "message-id")
 _LOOKAHEAD = 2  # chunks parsed ahead of the writer: both workers busy, memory bounded (see CHUNK_LINES)
 _BATCH = 3  # chunks written in one transaction, when the workers have them ready (Store.write_rows_batch)
+# Logs at least this big, ingested into an index with no story yet, fill it before its lookup
+# indexes are built (Store.lookup_indexes_deferred); smaller ones cost little either way.
+DEFER_INDEXES_FROM = 16 << 20
 
 
 @contextmanager
@@ -71,6 +74,7 @@ class IngestStats:
     unparsed: int = 0
     seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)
+    deferred_indexes: bool = False  # a new index was filled first, its lookup indexes built at the end
 
 
 def _messages(events) -> list[dict]:
@@ -209,24 +213,38 @@ def ingest_paths(
     on_progress: Callable[[int], None] | None = None,
     chunk_lines: int = CHUNK_LINES,
     prefilter: bool = True,
+    defer_indexes_from: int = DEFER_INDEXES_FROM,
 ) -> IngestStats:
     stats = IngestStats()
     started = time.perf_counter()
     fix_mmap_threshold()  # (and in each worker: see bot/malloc.py)
-    for pattern in patterns:
-        paths = expand(pattern)
-        for path in paths:
-            if not path.exists():
-                stats.skipped.append(f"{path}: no such file")
-                continue
-            try:
-                with _pool_for(path, chunk_lines) as pool:
-                    ingest_file(
-                        store, path, source or pattern, stats, on_progress, chunk_lines, pool, prefilter=prefilter
-                    )
-            except PermissionError:
-                stats.skipped.append(f"{path}: permission denied")
-            except OSError as error:
-                stats.skipped.append(f"{path}: {error.strerror or error}")
+    planned = [(pattern, expand(pattern)) for pattern in patterns]
+    size = sum(_size(path) for _, paths in planned for path in paths)
+    with store.lookup_indexes_deferred(defer=size >= defer_indexes_from) as deferred:
+        stats.deferred_indexes = deferred
+        for pattern, paths in planned:
+            for path in paths:
+                _ingest_one(store, path, source or pattern, stats, on_progress, chunk_lines, prefilter)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # missing or unreadable: _ingest_one says so
+        return 0
+
+
+def _ingest_one(store, path: Path, source: str, stats: IngestStats, on_progress, chunk_lines, prefilter) -> None:
+    """One file, or the reason it was skipped in stats.skipped."""
+    if not path.exists():
+        stats.skipped.append(f"{path}: no such file")
+        return
+    try:
+        with _pool_for(path, chunk_lines) as pool:
+            ingest_file(store, path, source, stats, on_progress, chunk_lines, pool, prefilter=prefilter)
+    except PermissionError:
+        stats.skipped.append(f"{path}: permission denied")
+    except OSError as error:
+        stats.skipped.append(f"{path}: {error.strerror or error}")

@@ -39,6 +39,20 @@ def test_a_good_setup_passes_and_stays_offline(run_cli, tmp_path):
     assert found["Slack reachability"]["state"] == "not checked"
 
 
+def test_missing_lookup_indexes_are_a_warning_that_names_the_fix(run_cli, tmp_path):
+    db = tmp_path / "i.db"
+    store = Store(db)
+    ingest_paths(store, [str(FIXTURES / "postfix" / "expired.log")])
+    store.backend.execute("drop index idx_deliveries_sender_lc")  # as a load killed half way leaves it
+    found = _findings(run_cli("doctor", "-f", "json", env={**CLEAN, "WHYFAILED_DB": str(db)}))
+    assert found["database"]["state"] == "warning"
+    assert "1 lookup indexes are missing" in found["database"]["detail"]
+    assert "builds them" in found["database"]["fix"]
+    ingest_paths(store, [str(FIXTURES / "postfix" / "expired.log")])  # an ingest mends them
+    found = _findings(run_cli("doctor", "-f", "json", env={**CLEAN, "WHYFAILED_DB": str(db)}))
+    assert found["database"]["state"] == "ok"
+
+
 def test_problems_are_named_with_a_fix_and_exit_1(run_cli, tmp_path):
     broken_db = tmp_path / "broken.db"
     broken_db.write_bytes(b"this is not a database" * 100)

@@ -67,6 +67,7 @@ def follow_files(name: str, source: FileSource, db_path: str, stop: threading.Ev
     from bot.store import Store
 
     store = Store(db_path)  # this thread's own connection
+    store.build_lookup_indexes()  # those a bulk `whyfailed ingest` killed half way left out
     stats = IngestStats()
     counted = {"lines": 0, "deliveries": 0}
     first_round = True
