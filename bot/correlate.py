@@ -56,7 +56,7 @@ def correlate_events(events: list[Event]) -> list[Delivery]:
             sessions.feed(event)
     deliveries += sessions.finish()
     deliveries += correlate_bounce(by_format.get("bounce", []))
-    deliveries.sort(key=lambda d: min((e.line for e in d.evidence()), default=0))
+    deliveries.sort(key=Delivery.first_line)
     return deliveries
 
 

@@ -115,6 +115,16 @@ class Delivery:
     def status(self) -> str:
         return self.final.status if self.final else "unknown"
 
+    def first_line(self) -> int:
+        """The number of the story's first line (0 when it has none): evidence()[0].line, without
+        building the whole list, for sorting the stories of a chunk and keying those without a queue id."""
+        first = min((item.line for item in self.context), default=0)
+        for attempt in self.attempts:
+            for item in attempt.evidence:
+                if item.line < first or not first:
+                    first = item.line
+        return first
+
     def evidence(self) -> list[Evidence]:
         seen: dict[int, Evidence] = {}
         for item in self.context:

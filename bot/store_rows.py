@@ -78,7 +78,7 @@ def iso(stamp: datetime | None) -> str | None:
 def story_keys(source: str, delivery: Delivery) -> tuple[str, str]:
     """The story's key and its message's key. Queue-based stories key on their queue id; a
     session's or an SMTP-time reject's story has none, and keys on the line it starts at."""
-    anchor = delivery.queue_id or f"L{min((e.line for e in delivery.evidence()), default=0)}"
+    anchor = delivery.queue_id or f"L{delivery.first_line()}"
     message_key = f"{source}|{delivery.host or ''}|{anchor}"
     return f"{message_key}|{(delivery.recipient or '').lower()}", message_key
 
