@@ -6,6 +6,7 @@ so a restart (even after `kill -9`) continues where the last committed chunk end
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -31,6 +32,23 @@ _BATCH = 3  # chunks written in one transaction, when the workers have them read
 # Logs at least this big, ingested into an index with no story yet, fill it before its lookup
 # indexes are built (Store.lookup_indexes_deferred); smaller ones cost little either way.
 DEFER_INDEXES_FROM = 16 << 20
+
+
+@contextmanager
+def cycles_collected_after():
+    """Run a chunk's work with the cyclic garbage collector paused, and let it run after.
+    A chunk makes hundreds of thousands of objects that live until the chunk is done (events,
+    stories, rows), and the collector traversed each of them several times over while they
+    aged through its generations, for nothing: the pipeline makes no reference cycles, and
+    whatever it freed is freed by reference counting. That was 4% of a worker's instructions
+    (callgrind, 20,000 lines). The collector is turned back on however the work ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextmanager
@@ -81,7 +99,10 @@ def _messages(events) -> list[dict]:
     facts: dict[tuple, dict] = {}
     for event in events:
         if event.kind in _MESSAGE_KINDS and event.session:
-            fact = facts.setdefault((event.host, event.session), {"host": event.host, "queue_id": event.session})
+            key = (event.host, event.session)
+            fact = facts.get(key)
+            if fact is None:  # (a dict per message, not one per line to throw away)
+                fact = facts[key] = {"host": event.host, "queue_id": event.session}
             if event.sender is not None:
                 fact["sender"] = event.sender
             if event.message_id:
@@ -121,10 +142,11 @@ def _diagnosed(deliveries: list, events: list, unparsed: int, lines: int) -> Par
 def parse_block(data: bytes, first_line: int, prefilter: bool = True, source: str | None = None) -> ParsedChunk:
     """parse_chunk for a file's chunk as bytes: decoding the lines is part of the work a
     worker process takes off the writer, and so is building the rows of `source`'s index."""
-    parsed = parse_chunk(decode_lines(data), first_line, prefilter)
-    if source is None:
-        return parsed
-    return ParsedChunk([], [], parsed.unparsed, parsed.lines, rows_for(source, parsed.deliveries, parsed.messages))
+    with cycles_collected_after():
+        parsed = parse_chunk(decode_lines(data), first_line, prefilter)
+        if source is None:
+            return parsed
+        return ParsedChunk([], [], parsed.unparsed, parsed.lines, rows_for(source, parsed.deliveries, parsed.messages))
 
 
 def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
@@ -185,7 +207,8 @@ def ingest_file(
         batch = [pending.popleft()]
         while pool is not None and pending and pending[0][0].done() and len(batch) < _BATCH:
             batch.append(pending.popleft())
-        write_batch(store, source, [(f.result() if pool is not None else f, p) for f, p in batch], stats)
+        with cycles_collected_after():  # (the rows unpickled here are as many objects again)
+            write_batch(store, source, [(f.result() if pool is not None else f, p) for f, p in batch], stats)
         for _, position in batch:
             if on_progress:
                 on_progress(position.offset - offset)
