@@ -7,7 +7,9 @@ import gzip
 
 import pytest
 
-from bot.sources.files import MAX_LINE, read_chunks
+import random
+
+from bot.sources.files import MAX_LINE, read_chunks, take_lines
 
 
 def _line_by_line(path, offset=0, first_line=1):
@@ -56,3 +58,16 @@ def test_chunks_hold_the_same_lines_and_offsets(tmp_path, suffix, chunk_lines, o
     assert all(chunk.end_offset in ends for chunk in chunks)
     assert chunks[-1].end_offset == expected[-1][1]
     assert [c.first_line for c in chunks] == [1 + sum(c.count for c in chunks[:n]) for n in range(len(chunks))]
+
+
+def test_the_first_lines_of_a_buffer_end_where_counting_newlines_says():
+    generator = random.Random(5)
+    for _ in range(3000):
+        lines = [b"x" * generator.choice([0, 1, 2, 40, 300, 5000]) for _ in range(generator.randint(1, 60))]
+        buffer = bytearray(b"\n".join(lines) + b"\n" + b"y" * generator.randint(0, 50))  # a half line may follow
+        count = buffer.count(b"\n")
+        take = generator.randint(1, count)
+        expected = -1
+        for _ in range(take):
+            expected = buffer.find(b"\n", expected + 1)
+        assert take_lines(buffer, take, count) == expected + 1, (lines, take)
