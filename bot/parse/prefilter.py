@@ -52,19 +52,19 @@ _POSTFIX_NOISE = (
 )
 # A program name that is none of _PROGRAMS: no "postfix" in it, not exim*, sendmail, sm-*,
 # smtpd (OpenSMTPD), qmail* or haraka.
-_OTHER_PROGRAM = r"(?![^\s\[\]:]*postfix)(?!exim|sendmail[\[:]|sm-|smtpd[\[:]|qmail|haraka[\[:])[^\s\[\]:]+"
+_OTHER_PROGRAM = r"(?![^\s\[\]:]*postfix)(?!exim|sendmail[\[:]|sm-|smtpd[\[:]|qmail|haraka[\[:])[^\s\[\]:]++"
 
 # Queue lines that are context only: correlation keeps them beside a message's stories, but the
 # index stores attempts and message facts (sender, message-id), never context.
-_QUEUE_ID = r"(?:[0-9A-F]{5,15}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,20})"
-_POSTFIX_CONTEXT = (
-    rf"{_QUEUE_ID}: client=",
-    rf"{_QUEUE_ID}: removed",
-    rf"{_QUEUE_ID}: sender (?:non-delivery|delivery status|delay) notification: ",
-)
+# (Possessive: a queue id is followed by ":", which neither form contains, so no shorter match of
+# one could be followed by it; each line is tried once per form, not once per length.)
+_QUEUE_ID = r"(?:[0-9A-F]{5,15}+|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,20}+)"
+_POSTFIX_CONTEXT = rf"{_QUEUE_ID}: (?:client=|removed|sender (?:non-delivery|delivery status|delay) notification: )"
 
+# The program name: the first "postfix" in it found from the left and the rest taken whole (what
+# follows is "[" or ":", outside the class), so a name is read once, not backtracked over.
 _SKIP = re.compile(
-    rf"{_HEADER}(?:[^\s\[\]:]*postfix[^\s\[\]:]*(?:\[[0-9]+\])?: (?:{'|'.join(_POSTFIX_NOISE + _POSTFIX_CONTEXT)})"
+    rf"{_HEADER}(?:[^\s\[\]:]*?postfix[^\s\[\]:]*+(?:\[[0-9]+\])?: (?:{'|'.join(_POSTFIX_NOISE)}|{_POSTFIX_CONTEXT})"
     rf"|{_OTHER_PROGRAM}(?:\[[0-9]+\])?:)"
 )
 
