@@ -3,7 +3,9 @@ to the Lark grammar cache: parsing thirty YAML front matters costs more than a w
 `why` query, and every command-line run would pay it again.
 
 Keyed by the content of the source files and our version, so an edit or an upgrade never
-reads stale data; an unreadable or corrupt cache is rebuilt, never fatal.
+reads stale data; an unreadable or corrupt cache is rebuilt, never fatal. Each file carries a
+digest of its pickle: a damaged byte that still unpickles (a string with one letter changed,
+say, which could be a regex the parsers trust) is rebuilt too, not read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bot import __version__
+
+_CHECK = hashlib.sha1().digest_size  # the digest of the pickle that starts each file
 
 
 def cache_dir() -> Path:
@@ -31,14 +35,17 @@ def cached(name: str, sources: Iterable[Path], build: Callable[[], object]) -> o
     target = cache_dir() / f"{name}-{digest.hexdigest()[:16]}.pickle"
     try:
         with open(target, "rb") as handle:
-            return pickle.load(handle)
+            check, payload = handle.read(_CHECK), handle.read()
+        if hashlib.sha1(payload).digest() == check:
+            return pickle.loads(payload)
     except Exception:  # missing, truncated, from another Python: build it again
         pass
     value = build()
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.write(hashlib.sha1(payload).digest() + payload)
         os.replace(handle.name, target)  # atomic: a reader never sees half a file
     except OSError:
         pass
