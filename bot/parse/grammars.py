@@ -54,9 +54,10 @@ def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
         parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False, **_PLUGINS
     )
     cache_file = _cache_file(name)
+    sealed = bool(cache_file) and _intact(cache_file)
     try:
         try:
-            return Lark.open(str(path), cache=cache_file or False, **options)
+            lark = Lark.open(str(path), cache=cache_file or False, **options)
         except (OSError, EOFError, ValueError):
             # An unreadable or corrupt cache must never stop the bot: build without it.
             return Lark.open(str(path), **options)
@@ -64,6 +65,38 @@ def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
         # Not a LarkError to the callers, who read those as "this line does not parse":
         # a broken grammar must fail loudly, not make every line unparsed.
         raise RuntimeError(f"grammar/{name}.lark does not build: {error}") from error
+    if cache_file and not sealed:  # Lark has just written its tables there
+        _seal(cache_file)
+    return lark
+
+
+# Lark reads any cache file that unpickles, and a damaged byte can unpickle into other tables
+# (a terminal renamed, a state lost): so each file has its digest beside it, written when Lark
+# wrote the file, and a file that does not match it is removed for Lark to build it again.
+def _intact(cache_file: str) -> bool:
+    try:
+        with open(cache_file, "rb") as tables, open(cache_file + ".sha1", "rb") as seal:
+            if hashlib.sha1(tables.read()).digest() == seal.read():
+                return True
+    except OSError:  # no file or no seal: Lark writes the file, then it is sealed
+        pass
+    try:
+        os.remove(cache_file)
+    except OSError:
+        pass
+    return False
+
+
+def _seal(cache_file: str) -> None:
+    try:
+        with open(cache_file, "rb") as tables:
+            digest = hashlib.sha1(tables.read()).digest()
+        with tempfile.NamedTemporaryFile(dir=os.path.dirname(cache_file), delete=False) as seal:
+            seal.write(digest)
+        os.replace(seal.name, cache_file + ".sha1")  # atomic: a reader sees a whole seal or none
+    except OSError:
+        pass
+
 
 
 def parse_or_none(name: str, transformer_cls: type[Transformer], text: str):
