@@ -1,0 +1,108 @@
+"""`why --log` on a log whose lines all take the token paths (bot/parse/grammars.py token_path)
+never imports Lark: the paths' regexes are derived from the grammar once, kept in the data
+cache, and read from there by later runs. Whether that cache is empty, filled or damaged,
+the answer is the same and the command succeeds. Each run is a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import FIXTURES, REPO
+
+# NOQUEUE rejects, queue records and replies the paths read, one line ("removed") they do not:
+# it belongs to another message, so `why nobody@example.com` never parses it
+LOG = FIXTURES / "postfix" / "token-path-lines.log"
+ADDRESS = "nobody@example.com"
+
+
+def _why(cache, **env) -> tuple[dict, set[str]]:
+    """The JSON report of `why ADDRESS --log LOG` and the modules the process had imported."""
+    code = (
+        "import json, runpy, sys\n"
+        f"sys.argv = ['whyfailed', 'why', {ADDRESS!r}, '--log', {str(LOG)!r}, '--format', 'json']\n"
+        "try:\n"
+        "    runpy.run_module('bot', run_name='__main__')\n"
+        "except SystemExit as end:\n"
+        "    assert not end.code, end.code\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    environment = {**os.environ, "WHYFAILED_CACHE_DIR": str(cache), **env}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO, env=environment
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # a damaged cache is rebuilt quietly
+    at = done.stdout.rindex("\n[")
+    return json.loads(done.stdout[:at]), set(json.loads(done.stdout[at:]))
+
+
+def _stories(report: dict) -> list[tuple]:
+    return [
+        (d["recipient"], d["status"], d["diagnosis"]["id"], [a["lines"] for a in d["attempts"]])
+        for d in report["deliveries"]
+    ]
+
+
+def test_the_story_is_told_from_the_token_paths_alone(tmp_path):
+    report, loaded = _why(tmp_path / "cache")  # cold: the regexes are derived (and Lark loaded)
+    assert _stories(report) == [
+        ("friend@dest.example", "bounced", "spam-content-rejected", [[7]]),
+        ("nobody@example.com", "rejected", "relay-denied", [[3]]),
+        ("Nobody@example.com", "rejected", "unknown-user", [[1]]),
+    ]
+    assert {"regexes-postfix", "regexes-reply"} <= {p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache").iterdir()}
+    warm, loaded = _why(tmp_path / "cache")
+    assert warm == report
+    assert "lark" not in loaded and "lark_cython" not in loaded
+
+
+def test_without_grep_the_same_story_without_lark(tmp_path):
+    expected, _ = _why(tmp_path / "cache")
+    report, loaded = _why(tmp_path / "cache", WHYFAILED_GREP="off")
+    assert "bot.sources.scan" in loaded and "bot.sources.grep" not in loaded or report == expected
+    assert report == expected
+    assert "lark" not in loaded
+
+
+def _flip_a_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
+
+
+DAMAGE = {
+    "garbage": lambda data: b"not a cache file",
+    "truncated": lambda data: data[: len(data) // 2],
+    "empty": lambda data: b"",
+    "one byte changed": _flip_a_byte,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_cache_gives_the_same_answer(tmp_path, damage):
+    cache = tmp_path / "cache"
+    expected, _ = _why(cache)
+    for entry in cache.iterdir():  # every file: the regexes, the knowledge, Lark's own tables
+        entry.write_bytes(DAMAGE[damage](entry.read_bytes()))
+    report, _ = _why(cache)
+    assert report == expected
+    again, loaded = _why(cache)  # and the damaged files were replaced
+    assert again == expected
+    assert "lark" not in loaded
+
+
+def test_a_line_off_the_token_paths_still_loads_the_parser(tmp_path):
+    # the message's "removed" line takes the parser: Lark is imported, when it is needed
+    log = FIXTURES / "postfix" / "deferred-then-bounced.log"
+    code = (
+        "import sys; from bot.why import why_from_logs; "
+        f"r = why_from_logs([{str(log)!r}], 'ops@slow.example.net', None); "
+        "print(len(r.deliveries), 'lark' in sys.modules)"
+    )
+    environment = {**os.environ, "WHYFAILED_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=environment)
+    assert done.stdout.split() == ["1", "True"], done.stderr
