@@ -26,9 +26,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("WHYFAILED_CACHE_DIR") or Path(tempfile.gettempdir()) / "whyfailed-lark")
 
 
-def cached(name: str, sources: Iterable[Path], build: Callable[[], object]) -> object:
-    """build(), or what an earlier build() of the same source files left in the cache."""
-    digest = hashlib.sha1(__version__.encode())
+def cached(name: str, sources: Iterable[Path], build: Callable[[], object], key: bytes = b"") -> object:
+    """build(), or what an earlier build() of the same source files (and the same KEY, for
+    data that does not come from a file) left in the cache."""
+    digest = hashlib.sha1(__version__.encode() + b"\0" + key)
     for path in sorted(sources):
         # the whole path: what is built may name where it came from (an Article's path)
         digest.update(os.fsencode(path.absolute()) + b"\0" + path.read_bytes())
