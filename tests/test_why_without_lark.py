@@ -59,6 +59,7 @@ def test_the_story_is_told_from_the_token_paths_alone(tmp_path):
     warm, loaded = _why(tmp_path / "cache")
     assert warm == report
     assert "lark" not in loaded and "lark_cython" not in loaded
+    assert "subprocess" not in loaded  # grep is started with os.posix_spawn (bot/sources/grep.py)
 
 
 def test_without_grep_the_same_story_without_lark(tmp_path):
