@@ -225,12 +225,8 @@ def _scanned_lines(path: Path, address: str) -> list[tuple[int, str]]:
 
 
 def _ids(hits: list[tuple[int, str]]) -> set[str]:
-    """The queue (or session) ids the parser reads in these lines."""
-    from bot.parse import parse_line
+    """The queue (or session) ids the parser reads in these lines, read as _stories will read
+    them (parse_lines: a plain syslog header by one regex, a CRLF log's CR dropped)."""
+    from bot.parse import parse_lines
 
-    ids = set()
-    for _, line in hits:
-        parsed = parse_line(line.rstrip("\r"))  # a CRLF log's lines keep their CR; parse_lines drops it too
-        if parsed and parsed[1].get("session"):
-            ids.add(parsed[1]["session"])
-    return ids
+    return {event.session for event in parse_lines([line for _, line in hits], tally=False).events if event.session}
