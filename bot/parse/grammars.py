@@ -19,7 +19,6 @@ import re
 import tempfile
 from collections.abc import Callable
 from functools import cache
-from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -168,6 +167,8 @@ def token_path(lark: Lark, *parts: str) -> re.Pattern:
 
 def _lark_files() -> list[Path]:
     # lark/__init__.py holds Lark's version: another Lark may write a terminal's regex otherwise
+    from importlib.util import find_spec  # found, not imported: Lark itself stays unloaded
+
     spec = find_spec("lark")
     return [Path(spec.origin)] if spec is not None and spec.origin else []
 
