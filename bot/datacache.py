@@ -10,16 +10,20 @@ say, which could be a regex the parsers trust) is rebuilt too, not read.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+try:  # as the standard library's random module does: hashlib loads OpenSSL, heavier than a whole query's parse
+    from _sha1 import sha1
+except ImportError:
+    from hashlib import sha1
+
 from bot import __version__
 
-_CHECK = hashlib.sha1().digest_size  # the digest of the pickle that starts each file
+_CHECK = sha1().digest_size  # the digest of the pickle that starts each file
 
 
 def cache_dir() -> Path:
@@ -29,7 +33,7 @@ def cache_dir() -> Path:
 def cached(name: str, sources: Iterable[Path], build: Callable[[], object], key: bytes = b"") -> object:
     """build(), or what an earlier build() of the same source files (and the same KEY, for
     data that does not come from a file) left in the cache."""
-    digest = hashlib.sha1(__version__.encode() + b"\0" + key)
+    digest = sha1(__version__.encode() + b"\0" + key)
     for path in sorted(sources):
         # the whole path: what is built may name where it came from (an Article's path)
         digest.update(os.fsencode(path.absolute()) + b"\0" + path.read_bytes())
@@ -37,7 +41,7 @@ def cached(name: str, sources: Iterable[Path], build: Callable[[], object], key:
     try:
         with open(target, "rb") as handle:
             check, payload = handle.read(_CHECK), handle.read()
-        if hashlib.sha1(payload).digest() == check:
+        if sha1(payload).digest() == check:
             return pickle.loads(payload)
     except Exception:  # missing, truncated, from another Python: build it again
         pass
@@ -46,7 +50,7 @@ def cached(name: str, sources: Iterable[Path], build: Callable[[], object], key:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            handle.write(hashlib.sha1(payload).digest() + payload)
+            handle.write(sha1(payload).digest() + payload)
         os.replace(handle.name, target)  # atomic: a reader never sees half a file
     except OSError:
         pass

@@ -13,7 +13,6 @@ raised, which only a parser, and so an imported Lark, can have done.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -57,6 +56,8 @@ def _cache_file(name: str) -> str:
 @cache  # read once per process, not once per grammar: a Postfix line needs three grammars
 def _grammars_digest() -> str:
     # Keyed by the grammar text and our version, so an upgrade never reads stale tables.
+    import hashlib  # here, as Lark is: the token paths' regexes need neither
+
     digest = hashlib.sha1()
     for path in sorted(grammar_dir().glob("*.lark")):
         digest.update(path.read_bytes())
@@ -98,6 +99,8 @@ def parser(name: str, transformer_cls: type) -> Lark:
 # (a terminal renamed, a state lost): so each file has its digest beside it, written when Lark
 # wrote the file, and a file that does not match it is removed for Lark to build it again.
 def _intact(cache_file: str) -> bool:
+    import hashlib
+
     try:
         with open(cache_file, "rb") as tables, open(cache_file + ".sha1", "rb") as seal:
             if hashlib.sha1(tables.read()).digest() == seal.read():
@@ -112,6 +115,8 @@ def _intact(cache_file: str) -> bool:
 
 
 def _seal(cache_file: str) -> None:
+    import hashlib
+
     try:
         with open(cache_file, "rb") as tables:
             digest = hashlib.sha1(tables.read()).digest()
