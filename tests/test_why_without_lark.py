@@ -107,3 +107,12 @@ def test_a_line_off_the_token_paths_still_loads_the_parser(tmp_path):
     environment = {**os.environ, "WHYFAILED_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=environment)
     assert done.stdout.split() == ["1", "True"], done.stderr
+
+
+def test_the_regexes_read_from_the_cache_are_the_ones_the_grammar_gives():
+    # whatever the cache holds (this run's, or an earlier one's), it is what deriving gives now
+    from bot.parse import postfix, reply, syslog
+
+    assert postfix._token_path_regexes() == postfix._derive_token_path_regexes()
+    assert reply._plain_reply_path().pattern == reply._derive_plain_reply_path()["plain_reply"]
+    assert syslog._bsd_header_regex().pattern == syslog._derive_bsd_header()["bsd_header"]
