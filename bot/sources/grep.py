@@ -117,6 +117,14 @@ class _Grep:
                 else:
                     os.kill(self._pid, signal.SIGKILL)
 
+    def running(self) -> bool:
+        with self._reaping:
+            if self._exit is None:
+                ended, status = os.waitpid(self._pid, os.WNOHANG)
+                if ended:
+                    self._exit = os.waitstatus_to_exitcode(status)
+            return self._exit is None
+
     def stop(self) -> None:
         self.kill()
         self._output.close()
@@ -181,6 +189,14 @@ class GrepScan:
             return None
         self._ready.join()
         return self._first
+
+    def will_read(self, ids: set[str]) -> bool:
+        """Whether second(ids) will wait for grep to read the file: the guessed search is still
+        reading it, or the ids were not all guessed and will be searched for anew."""
+        self.first()
+        if self._second is not None and ids <= self._guessed:
+            return self._second.running()
+        return self._grep is not None
 
     def second(self, ids: set[str]) -> list[tuple[int, str]] | None:
         """(line number, line) for the lines holding any of these ids (exact case); None: grep failed."""
