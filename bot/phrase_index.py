@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from itertools import chain
+from pathlib import Path
+
+from bot.datacache import cached
 
 GRAM = 3  # every rule phrase is at least this long (tests/test_phrase_index.py holds them to it)
 
@@ -21,20 +24,29 @@ def _grams(text: str) -> set[str]:
     return {text[i : i + GRAM] for i in range(len(text) - GRAM + 1)}
 
 
+def _file(unique: list[str]) -> dict[str, list[str]]:
+    grams = [_grams(phrase) for phrase in unique]
+    counts = Counter(chain.from_iterable(grams))
+    by_gram: dict[str, list[str]] = {}
+    for phrase, its in zip(unique, grams, strict=True):
+        # the rarest piece, the first in sorted order on a tie (min keeps the first of equals);
+        # no Python-level key function: this runs whenever the cache does not have the answer
+        anchor = min(sorted(its), key=counts.__getitem__)
+        by_gram.setdefault(anchor, []).append(phrase)
+    return by_gram
+
+
 class PhraseIndex:
     def __init__(self, phrases: Iterable[str]):
         unique = sorted(set(phrases))
         short = [p for p in unique if len(p) < GRAM]
         if short:
             raise ValueError(f"phrases shorter than {GRAM} characters cannot be indexed: {short}")
-        grams = [_grams(phrase) for phrase in unique]
-        counts = Counter(chain.from_iterable(grams))
-        self._by_gram: dict[str, list[str]] = {}
-        for phrase, its in zip(unique, grams, strict=True):
-            # the rarest piece, the first in sorted order on a tie (min keeps the first of equals);
-            # built at every start of the command line, so no Python-level key function
-            anchor = min(sorted(its), key=counts.__getitem__)
-            self._by_gram.setdefault(anchor, []).append(phrase)
+        # Filing the knowledge base's phrases costs more than the rest of a `why` query's
+        # diagnosis, and every run of the command line files the same ones: the filing is kept
+        # in the data cache, keyed by the phrases and by this file (how they are filed).
+        key = "\0".join(unique).encode()
+        self._by_gram: dict[str, list[str]] = cached("phrase-index", [Path(__file__)], lambda: _file(unique), key=key)
 
     def present(self, text: str) -> set[str]:
         """The indexed phrases that occur in text (substring, case as given)."""

@@ -207,10 +207,27 @@ def _lines_of(path: Path, address: str, scan: GrepScan | None) -> list[tuple[int
     ids = _ids(hits)
     if not ids:
         return hits
+    if scan.will_read(ids):
+        _postfix_parser_meanwhile()
     more = scan.second(ids)
     if more is None:
         return _scanned_lines(path, address)
     return sorted({*hits, *more})[:MAX_MATCHED_LINES]
+
+
+def _postfix_parser_meanwhile() -> None:
+    """While grep reads the file again for the messages' lines, load the Postfix grammar's
+    parser (and Lark) on this core, if the address's lines were Postfix's: a message has lines
+    the token paths do not read (its "removed", pickup's "uid="), and the parse that follows
+    grep's answer would otherwise wait for Lark's import, which this overlaps with grep (on
+    the 1M-line log, 0.07 s less from grep's answer to ours)."""
+    import sys
+
+    if "bot.parse.postfix" in sys.modules:  # imported by _ids, for a Postfix line
+        from bot.parse.grammars import parser
+        from bot.parse.postfix import PostfixTransformer
+
+        parser("postfix", PostfixTransformer)
 
 
 def _scanned_lines(path: Path, address: str) -> list[tuple[int, str]]:
@@ -225,12 +242,8 @@ def _scanned_lines(path: Path, address: str) -> list[tuple[int, str]]:
 
 
 def _ids(hits: list[tuple[int, str]]) -> set[str]:
-    """The queue (or session) ids the parser reads in these lines."""
-    from bot.parse import parse_line
+    """The queue (or session) ids the parser reads in these lines, read as _stories will read
+    them (parse_lines: a plain syslog header by one regex, a CRLF log's CR dropped)."""
+    from bot.parse import parse_lines
 
-    ids = set()
-    for _, line in hits:
-        parsed = parse_line(line.rstrip("\r"))  # a CRLF log's lines keep their CR; parse_lines drops it too
-        if parsed and parsed[1].get("session"):
-            ids.add(parsed[1]["session"])
-    return ids
+    return {event.session for event in parse_lines([line for _, line in hits], tally=False).events if event.session}

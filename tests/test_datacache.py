@@ -60,3 +60,34 @@ def test_the_same_articles_in_another_folder_are_their_own(tmp_path, cache):
     for name in ("a", "b"):
         shutil.copytree(knowledge_dir(), tmp_path / name)
         assert load_articles(tmp_path / name)["unknown"].path == tmp_path / name / "unknown.md"
+
+
+def test_a_cache_file_with_one_byte_changed_is_not_read(tmp_path, cache):
+    # a damaged letter inside a pickled string still unpickles: the file's digest catches it
+    source = tmp_path / "table.txt"
+    source.write_text("one")
+    cached("table", [source], lambda: {"regex": "[a-z]+@example[.]com"})
+    (entry,) = cache.iterdir()
+    data = entry.read_bytes()
+    at = data.rindex(b"example")
+    entry.write_bytes(data[:at] + b"exbmple" + data[at + len(b"example") :])
+    assert cached("table", [source], lambda: "built again") == "built again"
+
+
+def test_regexes_derived_from_a_grammar_follow_the_code_that_derives_them(tmp_path, cache):
+    from bot.parse.grammars import _lark_files, derived_regexes
+
+    code = tmp_path / "paths.py"
+    code.write_text("PATH = 1")
+    builds = []
+
+    def derive():
+        builds.append(code.read_text())
+        return {"path": code.read_text()}
+
+    assert derived_regexes("paths", derive, str(code)) == {"path": "PATH = 1"}
+    assert derived_regexes("paths", derive, str(code)) == {"path": "PATH = 1"}
+    assert builds == ["PATH = 1"]
+    code.write_text("PATH = 2")  # the grammars and Lark's version are in the key the same way
+    assert derived_regexes("paths", derive, str(code)) == {"path": "PATH = 2"}
+    assert [p.parts[-2:] for p in _lark_files()] == [("lark", "__init__.py")]

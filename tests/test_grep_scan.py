@@ -179,3 +179,16 @@ def test_start_early_knows_every_option_of_the_why_command():
     flags = {o for p in why.params if getattr(p, "is_flag", False) for o in p.opts}
     assert flags == _FLAGS
     assert options - flags == _VALUE_OPTIONS
+
+
+def test_will_read_tells_whether_the_second_pass_waits_for_grep(tmp_path):
+    import time
+
+    scan = GrepScan(_log(tmp_path), ADDRESS, 1000)
+    assert scan.will_read({"04:21:1"})  # not a guessed id: second() starts a search of its own
+    deadline = time.monotonic() + 30
+    while scan.will_read({"ABCDE12345"}):  # the guessed search, until it has read the file
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert [n for n, _ in scan.second({"ABCDE12345"})] == [1, 2, 5]  # its lines, as before
+    scan.close()

@@ -96,3 +96,14 @@ def test_best_match_picks_what_scoring_every_rule_picks(status):
     # of the plan in them): those answers were checked above like the others. (The memo lives as
     # long as the knowledge base, so earlier tests' answers may be in it: count what this added.)
     assert len(_plan(ARTICLES, status).answers) - answers_before < len(_texts())
+
+
+def test_a_filing_from_the_data_cache_is_the_one_filing_would_make(tmp_path, monkeypatch):
+    from bot.phrase_index import _file
+
+    monkeypatch.setenv("WHYFAILED_CACHE_DIR", str(tmp_path))
+    first = PhraseIndex(PHRASES)  # filed, and kept
+    assert [p.name.startswith("phrase-index-") for p in tmp_path.iterdir()] == [True]
+    assert PhraseIndex(PHRASES)._by_gram == first._by_gram == _file(PHRASES)
+    fewer = PhraseIndex(PHRASES[1:])  # other phrases are filed for themselves, never read from another's
+    assert PHRASES[0] in first.present(PHRASES[0]) and PHRASES[0] not in fewer.present(PHRASES[0])

@@ -3,29 +3,45 @@
 LALR with the contextual lexer: linear time, and the lexer only tries the terminals
 that can follow, which keeps free-text terminals from swallowing structure.
 The Transformer runs inside the parser (no tree is built), which roughly halves the cost.
+
+Lark itself is imported when a parser is first built, not with this module: importing it
+costs more than a whole `why --log` query spends reading its lines, and the lines that fill a
+log take the token paths (see `token_path`), whose regexes come from the data cache.
+`grammars.LarkError` is Lark's, for an `except` clause: looked up only when something was
+raised, which only a parser, and so an imported Lark, can have done.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-
-from lark import Lark, Transformer
-from lark.exceptions import GrammarError, LarkError
-
-try:  # Cython build of Lark's LALR parser and lexer: same grammars, about twice the speed.
-    import lark_cython
-
-    _PLUGINS = {"_plugins": lark_cython.plugins}
-except ImportError:  # a platform without a wheel for it still runs, just slower
-    _PLUGINS = {}
+from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.resources import grammar_dir
+
+if TYPE_CHECKING:
+    from lark import Lark
+
+
+def __getattr__(name: str):
+    if name == "LarkError":  # see the module's docstring
+        from lark.exceptions import LarkError
+
+        return LarkError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _plugins() -> dict:
+    try:  # Cython build of Lark's LALR parser and lexer: same grammars, about twice the speed.
+        import lark_cython
+    except ImportError:  # a platform without a wheel for it still runs, just slower
+        return {}
+    return {"_plugins": lark_cython.plugins}
 
 
 def _cache_file(name: str) -> str:
@@ -40,6 +56,8 @@ def _cache_file(name: str) -> str:
 @cache  # read once per process, not once per grammar: a Postfix line needs three grammars
 def _grammars_digest() -> str:
     # Keyed by the grammar text and our version, so an upgrade never reads stale tables.
+    import hashlib  # here, as Lark is: the token paths' regexes need neither
+
     digest = hashlib.sha1()
     for path in sorted(grammar_dir().glob("*.lark")):
         digest.update(path.read_bytes())
@@ -48,15 +66,23 @@ def _grammars_digest() -> str:
 
 
 @cache
-def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
+def parser(name: str, transformer_cls: type) -> Lark:
+    """The grammar's LALR parser, with an instance of TRANSFORMER_CLS inside it. Lark looks the
+    transformer's methods up by the names of the rules and terminals (lark's ParseTreeBuilder),
+    so a class need not derive from lark.Transformer; those on the token paths' way (syslog,
+    postfix, reply) do not, so that importing them does not import Lark."""
+    from lark import Lark
+    from lark.exceptions import GrammarError
+
     path = grammar_dir() / f"{name}.lark"
     options = dict(
-        parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False, **_PLUGINS
+        parser="lalr", lexer="contextual", transformer=transformer_cls(), maybe_placeholders=False, **_plugins()
     )
     cache_file = _cache_file(name)
+    sealed = bool(cache_file) and _intact(cache_file)
     try:
         try:
-            return Lark.open(str(path), cache=cache_file or False, **options)
+            lark = Lark.open(str(path), cache=cache_file or False, **options)
         except (OSError, EOFError, ValueError):
             # An unreadable or corrupt cache must never stop the bot: build without it.
             return Lark.open(str(path), **options)
@@ -64,10 +90,47 @@ def parser(name: str, transformer_cls: type[Transformer]) -> Lark:
         # Not a LarkError to the callers, who read those as "this line does not parse":
         # a broken grammar must fail loudly, not make every line unparsed.
         raise RuntimeError(f"grammar/{name}.lark does not build: {error}") from error
+    if cache_file and not sealed:  # Lark has just written its tables there
+        _seal(cache_file)
+    return lark
 
 
-def parse_or_none(name: str, transformer_cls: type[Transformer], text: str):
+# Lark reads any cache file that unpickles, and a damaged byte can unpickle into other tables
+# (a terminal renamed, a state lost): so each file has its digest beside it, written when Lark
+# wrote the file, and a file that does not match it is removed for Lark to build it again.
+def _intact(cache_file: str) -> bool:
+    import hashlib
+
+    try:
+        with open(cache_file, "rb") as tables, open(cache_file + ".sha1", "rb") as seal:
+            if hashlib.sha1(tables.read()).digest() == seal.read():
+                return True
+    except OSError:  # no file or no seal: Lark writes the file, then it is sealed
+        pass
+    try:
+        os.remove(cache_file)
+    except OSError:
+        pass
+    return False
+
+
+def _seal(cache_file: str) -> None:
+    import hashlib
+
+    try:
+        with open(cache_file, "rb") as tables:
+            digest = hashlib.sha1(tables.read()).digest()
+        with tempfile.NamedTemporaryFile(dir=os.path.dirname(cache_file), delete=False) as seal:
+            seal.write(digest)
+        os.replace(seal.name, cache_file + ".sha1")  # atomic: a reader sees a whole seal or none
+    except OSError:
+        pass
+
+
+def parse_or_none(name: str, transformer_cls: type, text: str):
     """Run a grammar on one line; None when the line is not in that grammar's language."""
+    from lark.exceptions import LarkError
+
     try:
         return parser(name, transformer_cls).parse(text)
     except LarkError:
@@ -105,3 +168,22 @@ def token_path(lark: Lark, *parts: str) -> re.Pattern:
     if ignored != [" "]:  # the spaces between tokens below are what this one ignore rule allows
         raise RuntimeError(f"token_path expects a grammar that ignores single spaces, not {ignored}")
     return re.compile(IGNORED_SPACES + IGNORED_SPACES.join(parts) + IGNORED_SPACES)
+
+
+def _lark_files() -> list[Path]:
+    # lark/__init__.py holds Lark's version: another Lark may write a terminal's regex otherwise
+    from importlib.util import find_spec  # found, not imported: Lark itself stays unloaded
+
+    spec = find_spec("lark")
+    return [Path(spec.origin)] if spec is not None and spec.origin else []
+
+
+def derived_regexes(name: str, build: Callable[[], dict[str, str]], code: str) -> dict[str, str]:
+    """The regexes BUILD derives from the grammars' terminals (token paths, which load a parser
+    and so Lark), from the data cache when an earlier run derived them from the same grammars,
+    the same CODE (the file of the module they belong to), this module and the same Lark. The
+    grammar stays their one definition: the cache only remembers what was derived from it."""
+    from bot.datacache import cached
+
+    sources = [*grammar_dir().glob("*.lark"), Path(code), Path(__file__), *_lark_files()]
+    return cached(f"regexes-{name}", sources, build)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from lark import Transformer
-from lark.exceptions import LarkError
-
-from bot.parse.grammars import parser, token_path, token_pattern
+from bot.parse import grammars
+from bot.parse.grammars import derived_regexes, parser, token_path, token_pattern
 from bot.parse.peers import split_peer, strip_angle
 from bot.parse.reply import parse_reply
 
@@ -68,8 +66,7 @@ RETURNED_PATTERN = r",\s*returned to sender"
 def _kv_record_parts() -> str:
     # KV_RECORD with its parts as groups: the lexer matched the record as one token, and this
     # splits it the same way (the same regex, so the same split).
-    kv = parser("postfix", PostfixTransformer).get_terminal("KV_LIST").pattern.to_regexp()
-    return f"(?P<kv>{kv})(?: +(?P<paren>{PAREN_PATTERN}))?(?P<returned>{RETURNED_PATTERN})?"
+    return _token_path_regexes()["kv_record_parts"]
 
 
 @cache
@@ -80,9 +77,35 @@ def _queue_record_path() -> re.Pattern:
     first; ":" is the only token that can follow it; and after the colon KV_RECORD, of unbounded
     width, comes first of the priority-0 terminals, none of which can start with "key=".
     Any other line (or a record followed by anything else) goes to the parser."""
+    return re.compile(_token_path_regexes()["queue_record"])
+
+
+@cache
+def _token_path_regexes() -> dict[str, str]:
+    # built from the grammar once, then read from the data cache: a log whose lines all take
+    # these paths is read without importing Lark
+    return derived_regexes("postfix", _derive_token_path_regexes, __file__)
+
+
+def _derive_token_path_regexes() -> dict[str, str]:
     lark = parser("postfix", PostfixTransformer)
-    record = f"(?>{_kv_record_parts()})"  # KV_RECORD's own regex, its parts named
-    return token_path(lark, token_pattern(lark, "QUEUE_ID", "session"), ":", record)
+    kv = lark.get_terminal("KV_LIST").pattern.to_regexp()
+    parts = f"(?P<kv>{kv})(?: +(?P<paren>{PAREN_PATTERN}))?(?P<returned>{RETURNED_PATTERN})?"
+    record = f"(?>{parts})"  # KV_RECORD's own regex, its parts named
+    queue_record = token_path(lark, token_pattern(lark, "QUEUE_ID", "session"), ":", record)
+    noqueue_reject = token_path(
+        lark,
+        "NOQUEUE:",
+        token_pattern(lark, "REJECT_ACTION", "action"),
+        token_pattern(lark, "REJECT_STAGE", "stage"),
+        "from",
+        token_pattern(lark, "PEER", "peer"),
+        ":",
+        token_pattern(lark, "REJECT_TEXT", "text"),
+        ";",
+        token_pattern(lark, "KV_LIST", "pairs"),
+    )
+    return {"kv_record_parts": parts, "queue_record": queue_record.pattern, "noqueue_reject": noqueue_reject.pattern}
 
 
 def _record_fields(session: str, parts: re.Match) -> dict:
@@ -157,7 +180,7 @@ def _reject_fields(action: str, stage: str, peer: str, text: str, pairs: dict) -
     return fields
 
 
-class PostfixTransformer(Transformer):
+class PostfixTransformer:  # Lark's transformer protocol, without importing Lark (grammars.parser)
     kv_list = staticmethod(_kv)
 
     def kv_record(self, children):
@@ -246,19 +269,7 @@ def _noqueue_reject_path() -> re.Pattern:
     the inbound half of a busy log's failures. It reads them as the parser does: no other
     terminal of the first state can match "NOQUEUE:" (queue ids have no O or U), and after it
     each state has one terminal to try, REJECT_STAGE coming before CHECK_TEXT (priority -1)."""
-    lark = parser("postfix", PostfixTransformer)
-    return token_path(
-        lark,
-        "NOQUEUE:",
-        token_pattern(lark, "REJECT_ACTION", "action"),
-        token_pattern(lark, "REJECT_STAGE", "stage"),
-        "from",
-        token_pattern(lark, "PEER", "peer"),
-        ":",
-        token_pattern(lark, "REJECT_TEXT", "text"),
-        ";",
-        token_pattern(lark, "KV_LIST", "pairs"),
-    )
+    return re.compile(_token_path_regexes()["noqueue_reject"])
 
 
 def parse_postfix_message(message: str) -> dict | None:
@@ -272,7 +283,7 @@ def parse_postfix_message(message: str) -> dict | None:
     else:
         try:
             fields = parser("postfix", PostfixTransformer).parse(message)
-        except LarkError:
+        except grammars.LarkError:
             return None
     if fields.get("kind") == "status" and fields.get("direction") is None:
         fields["direction"] = "out"

@@ -9,10 +9,8 @@ import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from lark import Transformer
-from lark.exceptions import LarkError
-
-from bot.parse.grammars import optional, parser, token_path, token_pattern
+from bot.parse import grammars
+from bot.parse.grammars import derived_regexes, optional, parser, token_path, token_pattern
 from bot.parse.peers import split_peer
 
 # "(in reply to RCPT TO command)" and friends: the step the reply answered.
@@ -70,7 +68,7 @@ class Reply:
     remote_ip: str | None = None
 
 
-class ReplyTransformer(Transformer):
+class ReplyTransformer:  # Lark's transformer protocol, without importing Lark (grammars.parser)
     def host_said(self, children):
         return ("peer", str(children[0]))
 
@@ -123,16 +121,21 @@ def _plain_reply_path() -> re.Pattern:
     starts with "host" or a digit leaves the lexer one terminal to try at each step (HOST, then
     PEER_HOST, then "said:"; REPLY_CODE_ANY), and after the code ENHANCED is tried before
     REPLY_TEXT (priority 3). Replies with a diagnostic type, a quote or another origin go to
-    the parser."""
+    the parser. Derived from the grammar once, then read from the data cache."""
+    return re.compile(derived_regexes("reply", _derive_plain_reply_path, __file__)["plain_reply"])
+
+
+def _derive_plain_reply_path() -> dict[str, str]:
     lark = parser("reply", ReplyTransformer)
     host_said = token_path(lark, token_pattern(lark, "HOST"), token_pattern(lark, "PEER_HOST", "peer"), "said:")
-    return token_path(
+    path = token_path(
         lark,
         optional(host_said.pattern),
         token_pattern(lark, "REPLY_CODE_ANY", "REPLY_CODE_ANY"),
         optional(token_pattern(lark, "ENHANCED", "ENHANCED")),
         optional(token_pattern(lark, "REPLY_TEXT", "REPLY_TEXT")),
     )
+    return {"plain_reply": path.pattern}
 
 
 def _read_reply(body: str) -> dict:
@@ -149,7 +152,7 @@ def parse_reply(text: str) -> Reply:
     body, stage = _strip_stage_suffix(text.strip())
     try:
         fields = _read_reply(body)
-    except LarkError:
+    except grammars.LarkError:
         return Reply(None, None, body, stage or stage_from_text(body))
     code = int(fields["REPLY_CODE_ANY"][:3])
     enhanced = fields.get("ENHANCED")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from lark import Transformer
-from lark.exceptions import LarkError
-
-from bot.parse.grammars import parser
+from bot.parse import grammars
+from bot.parse.grammars import derived_regexes, parser
 from bot.parse.timestamps import parse_any, parse_bsd, parse_iso
 
 
@@ -20,7 +18,7 @@ def _split_program(field: str) -> tuple[str, int | None]:
     return name, int(pid) if bracket and pid.isdigit() else None
 
 
-class SyslogTransformer(Transformer):
+class SyslogTransformer:  # Lark's transformer protocol, without importing Lark (grammars.parser)
     def header_bsd(self, children):
         text = str(children[0])
         if text.startswith("<"):
@@ -56,9 +54,13 @@ class SyslogTransformer(Transformer):
 def _bsd_header_regex() -> re.Pattern:
     # The grammar's own BSD_HEADER terminal, compiled once: the header is on every line of
     # every log, and one regex match costs a fraction of a parser run. The grammar stays
-    # the single definition of what a header is.
+    # the single definition of what a header is (derived from it, then kept in the data cache).
+    return re.compile(derived_regexes("syslog", _derive_bsd_header, __file__)["bsd_header"])
+
+
+def _derive_bsd_header() -> dict[str, str]:
     terminal = parser("syslog", SyslogTransformer).get_terminal("BSD_HEADER")
-    return re.compile(terminal.pattern.to_regexp() + " ?")
+    return {"bsd_header": terminal.pattern.to_regexp() + " ?"}
 
 
 _TRANSFORMER = SyslogTransformer()
@@ -100,5 +102,5 @@ def parse_syslog_header(line: str) -> tuple[dict, str] | None:
         return _TRANSFORMER.header_bsd([match.group(0).rstrip()]), line[match.end() :]
     try:
         return parser("syslog", SyslogTransformer).parse(line)
-    except LarkError:
+    except grammars.LarkError:
         return None

@@ -21,7 +21,7 @@ import atexit
 import os
 import re
 import shutil
-import subprocess
+import signal
 import threading
 from functools import cache
 from pathlib import Path
@@ -47,32 +47,56 @@ def _environment() -> dict[str, str]:
 
 
 class _Grep:
-    """One grep process for lines holding any of some needles: started at once, read by lines()."""
+    """One grep process for lines holding any of some needles: started at once, read by lines().
+
+    Started with os.posix_spawn, not subprocess: this runs before anything else is imported,
+    and the subprocess module's own imports cost more than a tenth of a `why --log` query."""
 
     def __init__(self, grep: str, path: Path, needles: list[bytes], ignore_case: bool, most: int) -> None:
         self.most = most
         # the needles one a line on grep's input, not as arguments: a domain's thousands of
         # queue ids would pass the system's limit on a command line
         command = [grep, "-a", "-n", "-F", *(["-i"] if ignore_case else []), "-m", str(most), "-f", "-"]
-        self._process = subprocess.Popen(  # noqa: S603 - no shell
-            [*command, "--", os.fsencode(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=_environment(),
-        )
+        needles_in, needles_out = os.pipe()  # both ends close on exec; grep gets its copies
+        lines_in, lines_out = os.pipe()
+        try:
+            self._pid = os.posix_spawn(
+                grep,
+                [*command, "--", os.fsencode(path)],
+                _environment(),
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, needles_in, 0),
+                    (os.POSIX_SPAWN_DUP2, lines_out, 1),
+                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                ],
+                setsigdef=(signal.SIGPIPE,),  # Python ignores it; grep should not (as subprocess does)
+            )
+        except OSError:
+            for end in (needles_in, needles_out, lines_in, lines_out):
+                os.close(end)
+            raise
+        os.close(needles_in)
+        os.close(lines_out)
+        self._exit: int | None = None
+        self._reaping = threading.Lock()  # os.waitpid by one thread at a time
+        self._output = open(lines_in, "rb")  # closed by lines() or stop()
         try:  # grep reads all its needles before it writes a line: this cannot wait on its output
-            self._process.stdin.write(b"".join(n + b"\n" for n in needles if n))
-            self._process.stdin.close()
+            with open(needles_out, "wb") as needles_file:
+                needles_file.write(b"".join(n + b"\n" for n in needles if n))
         except OSError:  # grep is gone already: lines() reports its failure
             pass
 
+    def _wait(self) -> int:
+        with self._reaping:
+            if self._exit is None:
+                self._exit = os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
+            return self._exit
+
     def lines(self) -> list[tuple[int, str]] | None:
         """(line number, line) in file order, or None if grep failed."""
-        output = self._process.stdout.read()
-        self._process.stdout.close()
-        self._process.wait()
-        if self._process.returncode not in (0, 1):  # 1: nothing found; 2: trouble
+        output = self._output.read()
+        self._output.close()
+        if self._wait() not in (0, 1):  # 1: nothing found; 2: trouble
             return None
         found = []
         # decoded at once: an invalid byte is replaced as it would be in its own line, since
@@ -83,13 +107,28 @@ class _Grep:
         return found
 
     def kill(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
+        # under the lock: the process is not reaped meanwhile (by a thread in lines()), so the
+        # id is still grep's, running or ended, when the signal is sent
+        with self._reaping:
+            if self._exit is None:
+                ended, status = os.waitpid(self._pid, os.WNOHANG)
+                if ended:
+                    self._exit = os.waitstatus_to_exitcode(status)
+                else:
+                    os.kill(self._pid, signal.SIGKILL)
+
+    def running(self) -> bool:
+        with self._reaping:
+            if self._exit is None:
+                ended, status = os.waitpid(self._pid, os.WNOHANG)
+                if ended:
+                    self._exit = os.waitstatus_to_exitcode(status)
+            return self._exit is None
 
     def stop(self) -> None:
         self.kill()
-        self._process.stdout.close()
-        self._process.wait()
+        self._output.close()
+        self._wait()
 
 
 _EARLY: dict[tuple[Path, str, int], GrepScan] = {}  # scans started before they were asked for
@@ -150,6 +189,14 @@ class GrepScan:
             return None
         self._ready.join()
         return self._first
+
+    def will_read(self, ids: set[str]) -> bool:
+        """Whether second(ids) will wait for grep to read the file: the guessed search is still
+        reading it, or the ids were not all guessed and will be searched for anew."""
+        self.first()
+        if self._second is not None and ids <= self._guessed:
+            return self._second.running()
+        return self._grep is not None
 
     def second(self, ids: set[str]) -> list[tuple[int, str]] | None:
         """(line number, line) for the lines holding any of these ids (exact case); None: grep failed."""
