@@ -143,11 +143,10 @@ def create_v4(backend) -> None:
 # once at the end (Store.lookup_indexes_deferred), which costs far less than keeping each of
 # them up to date story by story at random places.
 LOOKUP_INDEXES = {
-    "idx_deliveries_recipient_lc": "create index if not exists idx_deliveries_recipient_lc on deliveries (recipient_lc)",
-    "idx_deliveries_sender_lc": "create index if not exists idx_deliveries_sender_lc on deliveries (sender_lc)",
-    "idx_deliveries_queue_id": "create index if not exists idx_deliveries_queue_id on deliveries (queue_id)",
-    "idx_deliveries_message_id": "create index if not exists idx_deliveries_message_id on deliveries (message_id)",
-    "idx_deliveries_last_seen": "create index if not exists idx_deliveries_last_seen on deliveries (last_seen)",
+    **{
+        f"idx_deliveries_{column}": f"create index if not exists idx_deliveries_{column} on deliveries ({column})"
+        for column in ("recipient_lc", "sender_lc", "queue_id", "message_id", "last_seen")
+    },
     "idx_deliveries_failed_domain": _V4[-1],
 }
 

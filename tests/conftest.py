@@ -106,3 +106,22 @@ def offline_resolver(tmp_path_factory):
     from .unbound_server import OFFLINE_CONF, start_unbound
 
     yield from start_unbound(tmp_path_factory, OFFLINE_CONF)
+
+
+def wait_for_indexed_offset(db, past: int, process, timeout: float = 120) -> int:
+    """Poll the index at DB until a saved position lies beyond byte PAST of its log, while
+    PROCESS (an ingest) runs; returns that offset, or 0 if the process ended or time ran out."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db, timeout=1) as connection:
+                row = connection.execute("select offset from positions").fetchone()
+        except sqlite3.Error:
+            continue
+        if row and row[0] > past:
+            return row[0]
+    return 0

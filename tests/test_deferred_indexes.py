@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from bot.ingest import IngestStats, ingest_paths, parse_block, write_batch
 from bot.store import Position, Store
 from bot.store_schema import LOOKUP_INDEXES
 
-from .conftest import REPO
+from .conftest import REPO, wait_for_indexed_offset
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from generate_postfix_log import generate_mix  # noqa: E402
@@ -118,15 +117,7 @@ def test_a_load_killed_before_it_built_the_indexes_is_mended_by_the_next_ingest(
     log = _write_log(tmp_path / "mail.log", 40000, seed=11)
     db = tmp_path / "i.db"
     process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_LOAD), str(db), str(log)], cwd=REPO)
-    deadline, offset = time.monotonic() + 120, 0
-    while time.monotonic() < deadline and process.poll() is None and not offset:
-        time.sleep(0.2)
-        try:
-            with sqlite3.connect(db, timeout=1) as connection:
-                row = connection.execute("select offset from positions").fetchone()
-        except sqlite3.Error:
-            continue
-        offset = row[0] if row and row[0] > log.stat().st_size // 4 else 0
+    assert wait_for_indexed_offset(db, log.stat().st_size // 4, process)
     assert process.poll() is None, "the load finished before it could be killed: make the log bigger"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

@@ -21,7 +21,7 @@ from bot.sources.follow import follow_paths
 from bot.store import Store
 from bot.why import parse_duration, why_from_logs, why_from_store
 
-from .conftest import FIXTURES, REPO
+from .conftest import FIXTURES, REPO, wait_for_indexed_offset
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from generate_postfix_log import generate  # noqa: E402
@@ -191,18 +191,7 @@ def test_kill_9_mid_file_then_restart_indexes_every_line_once(tmp_path):
     db = tmp_path / "i.db"
     command = [sys.executable, "-m", "bot", "ingest", str(log), "--db", str(db), "--chunk-lines", "1000"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    offset = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-        try:
-            with sqlite3.connect(db, timeout=1) as connection:
-                row = connection.execute("select offset from positions").fetchone()
-        except sqlite3.Error:
-            continue
-        if row and row[0] > log.stat().st_size // 4:
-            offset = row[0]
-            break
+    offset = wait_for_indexed_offset(db, log.stat().st_size // 4, process)
     assert process.poll() is None, "ingest finished before it could be killed: make the file bigger"
     workers = _children(process.pid)
     os.kill(process.pid, signal.SIGKILL)

@@ -4,10 +4,9 @@ it line by line does: invalid UTF-8, CRLF, over-long lines, a half-written last 
 from __future__ import annotations
 
 import gzip
+import random
 
 import pytest
-
-import random
 
 from bot.sources.files import MAX_LINE, read_chunks, take_lines
 
