@@ -99,12 +99,13 @@ class Store:
         meanwhile still answer, by reading the table. Otherwise (and after a run that was
         killed before it built them) missing lookup indexes are built first. Yields whether
         they were deferred."""
-        deferred = defer and self.kind == "sqlite" and self._has_no_story()
-        if deferred:
-            with self.transaction(lock="lookup-indexes"):
-                for name in LOOKUP_INDEXES:
+        deferred = False
+        if defer and self.kind == "sqlite":
+            with self.transaction(lock="lookup-indexes"):  # (no other writer between the look and the drop)
+                deferred = self._has_no_story()
+                for name in LOOKUP_INDEXES if deferred else ():
                     self.backend.execute(f"drop index if exists {name}")
-        else:
+        if not deferred:
             self.build_lookup_indexes()
         try:
             yield deferred
