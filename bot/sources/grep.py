@@ -110,20 +110,20 @@ class _Grep:
         # under the lock: the process is not reaped meanwhile (by a thread in lines()), so the
         # id is still grep's, running or ended, when the signal is sent
         with self._reaping:
-            if self._exit is None:
-                ended, status = os.waitpid(self._pid, os.WNOHANG)
-                if ended:
-                    self._exit = os.waitstatus_to_exitcode(status)
-                else:
-                    os.kill(self._pid, signal.SIGKILL)
+            if not self._reaped():
+                os.kill(self._pid, signal.SIGKILL)
 
     def running(self) -> bool:
         with self._reaping:
-            if self._exit is None:
-                ended, status = os.waitpid(self._pid, os.WNOHANG)
-                if ended:
-                    self._exit = os.waitstatus_to_exitcode(status)
-            return self._exit is None
+            return not self._reaped()
+
+    def _reaped(self) -> bool:
+        """Whether grep has ended, reaping it if it just did (without waiting). Under _reaping."""
+        if self._exit is None:
+            ended, status = os.waitpid(self._pid, os.WNOHANG)
+            if ended:
+                self._exit = os.waitstatus_to_exitcode(status)
+        return self._exit is not None
 
     def stop(self) -> None:
         self.kill()
