@@ -88,9 +88,7 @@ class _Grep:
 
     def _wait(self) -> int:
         with self._reaping:
-            if self._exit is None:
-                self._exit = os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
-            return self._exit
+            return self._reap(0)
 
     def lines(self) -> list[tuple[int, str]] | None:
         """(line number, line) in file order, or None if grep failed."""
@@ -110,20 +108,21 @@ class _Grep:
         # under the lock: the process is not reaped meanwhile (by a thread in lines()), so the
         # id is still grep's, running or ended, when the signal is sent
         with self._reaping:
-            if not self._reaped():
+            if self._reap(os.WNOHANG) is None:
                 os.kill(self._pid, signal.SIGKILL)
 
     def running(self) -> bool:
         with self._reaping:
-            return not self._reaped()
+            return self._reap(os.WNOHANG) is None
 
-    def _reaped(self) -> bool:
-        """Whether grep has ended, reaping it if it just did (without waiting). Under _reaping."""
+    def _reap(self, options: int) -> int | None:
+        """grep's exit code, reaping it when it has ended (OPTIONS 0: wait for that; os.WNOHANG:
+        do not), or None while it runs. Called under _reaping."""
         if self._exit is None:
-            ended, status = os.waitpid(self._pid, os.WNOHANG)
+            ended, status = os.waitpid(self._pid, options)
             if ended:
                 self._exit = os.waitstatus_to_exitcode(status)
-        return self._exit is not None
+        return self._exit
 
     def stop(self) -> None:
         self.kill()
