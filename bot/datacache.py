@@ -49,9 +49,15 @@ def cached(name: str, sources: Iterable[Path], build: Callable[[], object], key:
     payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            handle.write(sha1(payload).digest() + payload)
-        os.replace(handle.name, target)  # atomic: a reader never sees half a file
+        write_whole(target, sha1(payload).digest() + payload)
     except OSError:
         pass
     return value
+
+
+def write_whole(target: Path | str, data: bytes) -> None:
+    """Write DATA to TARGET so that a reader sees the whole file or none of it (a temporary
+    file beside it, then an atomic rename). Raises OSError."""
+    with tempfile.NamedTemporaryFile(dir=os.path.dirname(target), delete=False) as handle:
+        handle.write(data)
+    os.replace(handle.name, target)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import __version__
+from bot.datacache import cache_dir, cached, sha1, write_whole
 from bot.resources import grammar_dir
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def _plugins() -> dict:
 
 
 def _cache_file(name: str) -> str:
-    folder = Path(os.environ.get("WHYFAILED_CACHE_DIR") or Path(tempfile.gettempdir()) / "whyfailed-lark")
+    folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -56,9 +56,7 @@ def _cache_file(name: str) -> str:
 @cache  # read once per process, not once per grammar: a Postfix line needs three grammars
 def _grammars_digest() -> str:
     # Keyed by the grammar text and our version, so an upgrade never reads stale tables.
-    import hashlib  # here, as Lark is: the token paths' regexes need neither
-
-    digest = hashlib.sha1()
+    digest = sha1()
     for path in sorted(grammar_dir().glob("*.lark")):
         digest.update(path.read_bytes())
     digest.update(__version__.encode())
@@ -99,11 +97,9 @@ def parser(name: str, transformer_cls: type) -> Lark:
 # (a terminal renamed, a state lost): so each file has its digest beside it, written when Lark
 # wrote the file, and a file that does not match it is removed for Lark to build it again.
 def _intact(cache_file: str) -> bool:
-    import hashlib
-
     try:
         with open(cache_file, "rb") as tables, open(cache_file + ".sha1", "rb") as seal:
-            if hashlib.sha1(tables.read()).digest() == seal.read():
+            if sha1(tables.read()).digest() == seal.read():
                 return True
     except OSError:  # no file or no seal: Lark writes the file, then it is sealed
         pass
@@ -115,14 +111,10 @@ def _intact(cache_file: str) -> bool:
 
 
 def _seal(cache_file: str) -> None:
-    import hashlib
-
     try:
         with open(cache_file, "rb") as tables:
-            digest = hashlib.sha1(tables.read()).digest()
-        with tempfile.NamedTemporaryFile(dir=os.path.dirname(cache_file), delete=False) as seal:
-            seal.write(digest)
-        os.replace(seal.name, cache_file + ".sha1")  # atomic: a reader sees a whole seal or none
+            digest = sha1(tables.read()).digest()
+        write_whole(cache_file + ".sha1", digest)  # a reader sees a whole seal or none
     except OSError:
         pass
 
@@ -183,7 +175,5 @@ def derived_regexes(name: str, build: Callable[[], dict[str, str]], code: str) -
     and so Lark), from the data cache when an earlier run derived them from the same grammars,
     the same CODE (the file of the module they belong to), this module and the same Lark. The
     grammar stays their one definition: the cache only remembers what was derived from it."""
-    from bot.datacache import cached
-
     sources = [*grammar_dir().glob("*.lark"), Path(code), Path(__file__), *_lark_files()]
     return cached(f"regexes-{name}", sources, build)
