@@ -10,6 +10,7 @@ out phrases that cannot occur, never claim one that does not.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from itertools import chain
@@ -54,3 +55,22 @@ class PhraseIndex:
         for gram in self._by_gram.keys() & _grams(text):
             found.update(phrase for phrase in self._by_gram[gram] if phrase in text)
         return found
+
+
+class FirstListed:
+    """The value of the first (phrase, value) pair of a table, in the table's order, whose phrase
+    occurs in a text (substring, case as given); None when none does. Any phrase at all is
+    looked for in one regex scan first: most texts hold none, and one search costs less than a
+    substring test per phrase. Escaped words only: nothing can backtrack."""
+
+    def __init__(self, table: Iterable[tuple[str, str]]):
+        self._table = tuple(table)
+        self._any = re.compile("|".join(re.escape(phrase) for phrase, _ in self._table))
+
+    def __call__(self, text: str) -> str | None:
+        if self._any.search(text) is None:
+            return None
+        for phrase, value in self._table:
+            if phrase in text:
+                return value
+        return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from bot.phrase_index import FirstListed
 
 # (substring of the remote host name or the reply text, vendor)
 _SIGNS = (
@@ -37,16 +37,12 @@ _SIGNS = (
 )
 
 
-# Any sign at all, in one scan: most hosts and replies name no vendor, and one search costs
-# less than a substring test per sign. Plain words, escaped: nothing here can backtrack.
-_ANY_SIGN = re.compile("|".join(re.escape(sign) for sign, _ in _SIGNS))
+_FIRST_SIGN = FirstListed(_SIGNS)
 
 
 def detect_vendor(remote_host: str | None, text: str | None = None) -> str | None:
     for haystack in ((remote_host or "").lower(), (text or "").lower()):
-        if not haystack or _ANY_SIGN.search(haystack) is None:
-            continue  # (with a sign found, the loop below keeps the table's order of precedence)
-        for sign, vendor in _SIGNS:
-            if sign in haystack:
-                return vendor
+        vendor = _FIRST_SIGN(haystack) if haystack else None
+        if vendor is not None:
+            return vendor
     return None

@@ -12,6 +12,7 @@ from functools import cache, lru_cache
 from bot.parse import grammars
 from bot.parse.grammars import derived_regexes, optional, parser, token_path, token_pattern
 from bot.parse.peers import split_peer
+from bot.phrase_index import FirstListed
 
 # "(in reply to RCPT TO command)" and friends: the step the reply answered.
 _IN_REPLY_TO = {
@@ -98,19 +99,11 @@ def _strip_stage_suffix(text: str) -> tuple[str, str | None]:
     return text[:at].rstrip(), _IN_REPLY_TO.get(name)
 
 
-# Any stage phrase at all, in one scan: most replies ("250 2.0.0 Ok: queued as ...") hold none,
-# and one search costs less than a substring test per phrase. Escaped words: nothing backtracks.
-_ANY_STAGE_PHRASE = re.compile("|".join(re.escape(phrase) for phrase, _ in _STAGE_PHRASES))
+_FIRST_STAGE = FirstListed(_STAGE_PHRASES)  # in the table's order: the first phrase listed wins
 
 
 def stage_from_text(text: str) -> str | None:
-    lowered = text.lower()
-    if _ANY_STAGE_PHRASE.search(lowered) is None:
-        return None
-    for phrase, stage in _STAGE_PHRASES:  # in the table's order: the first phrase listed wins
-        if phrase in lowered:
-            return stage
-    return None
+    return _FIRST_STAGE(text.lower())
 
 
 @cache
