@@ -129,3 +129,28 @@ def test_a_load_killed_before_it_built_the_indexes_is_mended_by_the_next_ingest(
     clean = tmp_path / "clean.db"
     ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, defer_indexes_from=NEVER)
     assert _dump(db) == _dump(clean)
+
+
+@pytest.mark.slow
+def test_ingest_says_when_it_built_the_lookup_indexes_at_the_end(tmp_path, run_cli):
+    # The CLI defers from DEFER_INDEXES_FROM (16 MB) on: a log just past it, and one well below.
+    from bot.ingest import DEFER_INDEXES_FROM
+
+    big = tmp_path / "big.log"
+    with open(big, "w") as handle:
+        for line in generate_mix(10**7, seed=17):
+            handle.write(line + "\n")
+            if handle.tell() > DEFER_INDEXES_FROM:
+                break
+    small = _write_log(tmp_path / "small.log", 2000, seed=17)
+    said = "its lookup indexes were built once, after the lines"
+    done = run_cli("ingest", str(big), "--db", str(tmp_path / "big.db"))
+    assert done.returncode == 0, done.stderr.decode()
+    assert said in done.stdout.decode()
+    assert _lookup_indexes(tmp_path / "big.db") == set(LOOKUP_INDEXES)
+    done = run_cli("ingest", str(small), "--db", str(tmp_path / "small.db"))
+    assert done.returncode == 0, done.stderr.decode()
+    assert said not in done.stdout.decode() and "Indexed 2000 new lines" in done.stdout.decode()
+    # the big index again: it holds stories now, so nothing is deferred and nothing is said
+    done = run_cli("ingest", str(big), "--db", str(tmp_path / "big.db"))
+    assert said not in done.stdout.decode() and "Indexed 0 new lines" in done.stdout.decode()
