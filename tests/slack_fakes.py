@@ -511,6 +511,18 @@ def texts(blocks: list[dict]) -> list[str]:
 # --- Socket Mode ----------------------------------------------------------------------------------
 
 
+def events_envelope(api: FakeSlackAPI, event: dict, envelope_id: str, event_id: str) -> dict:
+    """A Socket Mode envelope for an Events API event, shaped as Slack shapes it."""
+    return {
+        "envelope_id": envelope_id,
+        "type": "events_api",
+        "accepts_response_payload": False,
+        "retry_attempt": 0,
+        "retry_reason": "",
+        "payload": json.loads(SlackSender("", "", api).event_body(event, event_id)),
+    }
+
+
 class FakeSocketModeServer:
     """Says hello, sends its envelopes, and records what the app sends back (the acks)."""
 

@@ -22,6 +22,7 @@ from .slack_fakes import (
     FakeSlackAPI,
     FakeSocketModeServer,
     SlackSender,
+    events_envelope,
     message_event,
     signature,
     slackify,
@@ -175,14 +176,7 @@ def test_worker_runs_socket_mode_and_stops_cleanly_on_sigterm(tmp_path):
     api = FakeSlackAPI(BOT_TOKEN, APP_TOKEN)
     held = api.hold("chat.postMessage")
     event = message_event(slackify(LOG.read_text()), "1700003000.000100")
-    envelope = {
-        "envelope_id": "0f1e2d3c-worker",
-        "type": "events_api",
-        "accepts_response_payload": False,
-        "retry_attempt": 0,
-        "retry_reason": "",
-        "payload": json.loads(SlackSender("", "", api).event_body(event, "Ev0WORKER")),
-    }
+    envelope = events_envelope(api, event, "0f1e2d3c-worker", "Ev0WORKER")
     ws = FakeSocketModeServer([envelope])
     api.ws_url = ws.url
     env = clean_env(
@@ -305,8 +299,7 @@ def test_one_worker_runs_slack_socket_mode_and_discord_side_by_side(tmp_path):
     fake = asyncio.run_coroutine_threadsafe(FakeDiscord().start(), loop).result(WAIT)
     fake.dispatch_after_ready.append(("MESSAGE_CREATE", message(LOG.read_text())))
     api = FakeSlackAPI(BOT_TOKEN, APP_TOKEN)
-    payload = json.loads(SlackSender("", "", api).event_body(message_event(slackify(LOG.read_text()), "1.1"), "Ev0B"))
-    envelope = {"envelope_id": "both-1", "type": "events_api", "accepts_response_payload": False, "payload": payload}
+    envelope = events_envelope(api, message_event(slackify(LOG.read_text()), "1.1"), "both-1", "Ev0B")
     ws = FakeSocketModeServer([envelope])
     api.ws_url = ws.url
     env = clean_env(

@@ -43,6 +43,7 @@ from .slack_fakes import (
     SlackSender,
     block_action,
     check_blocks,
+    events_envelope,
     message_event,
     mrkdwn_objects,
     signature,
@@ -813,14 +814,7 @@ def test_socket_mode_connects_acks_and_dispatches_events_commands_and_clicks(tmp
     sender = SlackSender("", "", api)
     event = message_event(slackify(LOG.read_text()), "1700002000.000100")
     envelopes = [  # the three kinds of envelope Slack sends an app like ours, shaped as Slack shapes them
-        {
-            "envelope_id": "57d6a792-4d35-4d0b-b6aa-3361493e1caf",
-            "type": "events_api",
-            "accepts_response_payload": False,
-            "retry_attempt": 0,
-            "retry_reason": "",
-            "payload": json.loads(sender.event_body(event, "Ev0SOCKET")),
-        },
+        events_envelope(api, event, "57d6a792-4d35-4d0b-b6aa-3361493e1caf", "Ev0SOCKET"),
         {
             "envelope_id": "a1c3e5f7-slash",
             "type": "slash_commands",
@@ -983,14 +977,7 @@ def test_the_manifest_matches_what_the_app_listens_for():
 def test_serve_slack_socket_mode_connects_from_the_command_line(tmp_path):
     api = FakeSlackAPI(BOT_TOKEN, APP_TOKEN)
     event = message_event(slackify(LOG.read_text()), "1700003000.000100")
-    envelope = {
-        "envelope_id": "0f1e2d3c-cli",
-        "type": "events_api",
-        "accepts_response_payload": False,
-        "retry_attempt": 0,
-        "retry_reason": "",
-        "payload": json.loads(SlackSender("", "", api).event_body(event, "Ev0CLI")),
-    }
+    envelope = events_envelope(api, event, "0f1e2d3c-cli", "Ev0CLI")
     ws = FakeSocketModeServer([envelope])
     api.ws_url = ws.url
     env = _clean_env(
