@@ -15,7 +15,7 @@ import pytest
 from lark import Lark
 from lark.exceptions import LarkError
 
-from bot.parse.grammars import parser, token_path, token_pattern
+from bot.parse.grammars import first_tokens, parser, token_path, token_pattern
 from bot.parse.postfix import (
     PostfixTransformer,
     _kv,
@@ -25,7 +25,14 @@ from bot.parse.postfix import (
     _reject_fields,
     parse_postfix_message,
 )
-from bot.parse.reply import ReplyTransformer, _plain_reply_path, _read_reply, _strip_stage_suffix
+from bot.parse.reply import (
+    ReplyTransformer,
+    _plain_reply_path,
+    _read_reply,
+    _reply_start,
+    _strip_stage_suffix,
+    parse_reply,
+)
 from bot.parse.syslog import plain_syslog_header
 
 ROOT = Path(__file__).parent.parent
@@ -93,6 +100,20 @@ EDGE_REPLIES = [
     "  550   5.1.1   spaced   ",
     "550 5.1.1 x\ty",
     "550 5.1.1 x\nmore",
+    "delivered to maildir",
+    "delivered via dovecot service",
+    "Host or domain name not found. Name service error for name=x.example type=MX: Host not found",
+    "   ",
+    "",
+    " 550 x",
+    "SMTP; 550 5.1.1 x",
+    "x-postfix;550 5.1.1 x",
+    "x-postfix 550 5.1.1 x",
+    "Remote Server returned",
+    "Remote server returned '550 x'",
+    "hosts 550 x",
+    "'",
+    "600 not a code",
 ]
 
 
@@ -221,8 +242,40 @@ def test_a_reply_the_path_does_not_take_still_parses():
     for text in ("smtp; 550 5.1.1 User unknown", "Remote Server returned '550 5.1.10 x'"):
         assert _plain_reply_path().fullmatch(text) is None
         assert _read_reply(text)["REPLY_CODE_ANY"].startswith("550")
-    with pytest.raises(LarkError):
-        _read_reply("no reply here")
+    assert _read_reply("no reply here") is None
+
+
+def test_a_text_the_reply_start_refuses_the_parser_refuses_too():
+    # _read_reply answers "no reply" from _reply_start alone: that must be the parser's answer
+    lark = parser("reply", ReplyTransformer)
+    texts = _replies_quoted(MESSAGES) + EDGE_REPLIES
+    texts += _mutations(texts, 6000, seed=9) + _mutations(EDGE_REPLIES, 3000, seed=10)
+    refused = [t for t in texts if _reply_start().match(t) is None]
+    assert [t for t in refused if _lark_or_none(lark, t) is not None] == []
+    assert len(refused) > 500  # Postfix's texts that quote no reply are among them
+    for text in ("delivered to maildir", "connect to mx.example.org[192.0.2.25]:25: Connection timed out", ""):
+        assert text in refused
+    # and what it lets through is read as before: by the path, else by the parser
+    for text in texts:
+        if _reply_start().match(text) is not None and _plain_reply_path().fullmatch(text) is None:
+            assert _read_reply(text) == _lark_or_none(lark, text), repr(text)
+
+
+def test_a_status_text_that_quotes_no_reply_keeps_its_stage_hints():
+    told = parse_reply("connect to mx.example.org[192.0.2.25]:25: Connection timed out")
+    assert (told.code, told.enhanced, told.stage) == (None, None, "connect")
+    assert told.text == "connect to mx.example.org[192.0.2.25]:25: Connection timed out"
+    assert parse_reply("delivered to maildir") == parse_reply.__wrapped__("delivered to maildir")
+    assert parse_reply("delivered to maildir").stage is None
+
+
+def test_first_tokens_are_the_start_states_terminals_with_or_without_lark_cython():
+    grammar = 'start: "say" WORD | NUMBER WORD\nWORD: /[a-z]+/\nNUMBER: /[0-9]+/\n%ignore " "'
+    for plugins in ({}, {"_plugins": __import__("lark_cython").plugins}):
+        lark = Lark(grammar, parser="lalr", **plugins)
+        start = re.compile(first_tokens(lark))
+        assert start.match("say hi") and start.match("  42 x") and start.match("sayx")
+        assert start.match("hi") is None and start.match("") is None and start.match("\tsay hi") is None
 
 
 def test_a_message_reads_the_same_with_and_without_its_path():

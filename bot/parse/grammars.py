@@ -162,6 +162,19 @@ def token_path(lark: Lark, *parts: str) -> re.Pattern:
     return re.compile(IGNORED_SPACES + IGNORED_SPACES.join(parts) + IGNORED_SPACES)
 
 
+def first_tokens(lark: Lark) -> str:
+    """A regex that every text of LARK's language matches at its start: the ignored spaces, then
+    one of the terminals the parser can shift first (those of its start state). The contextual
+    lexer tries only those there, so a text that matches none of them is refused by the parser
+    before it reads a token: checked first, that refusal costs one regex, not a parser run and
+    its exception (tests/test_token_paths.py holds the two to agree)."""
+    table = lark.parser.parser._parse_table
+    accepted = table.states[table.start_states["start"]]
+    names = {t.name for t in lark.terminals}
+    terminals = sorted(name for name in accepted if name in names)  # (the rest are rules: gotos)
+    return IGNORED_SPACES + "(?:" + "|".join(lark.get_terminal(t).pattern.to_regexp() for t in terminals) + ")"
+
+
 def _lark_files() -> list[Path]:
     # lark/__init__.py holds Lark's version: another Lark may write a terminal's regex otherwise
     from importlib.util import find_spec  # found, not imported: Lark itself stays unloaded

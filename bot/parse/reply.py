@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from bot.parse import grammars
-from bot.parse.grammars import derived_regexes, optional, parser, token_path, token_pattern
+from bot.parse.grammars import derived_regexes, first_tokens, optional, parser, token_path, token_pattern
 from bot.parse.peers import split_peer
 from bot.phrase_index import FirstListed
 
@@ -115,7 +115,21 @@ def _plain_reply_path() -> re.Pattern:
     PEER_HOST, then "said:"; REPLY_CODE_ANY), and after the code ENHANCED is tried before
     REPLY_TEXT (priority 3). Replies with a diagnostic type, a quote or another origin go to
     the parser. Derived from the grammar once, then read from the data cache."""
-    return re.compile(derived_regexes("reply", _derive_plain_reply_path, __file__)["plain_reply"])
+    return re.compile(_reply_regexes()["plain_reply"])
+
+
+@cache
+def _reply_start() -> re.Pattern:
+    """How every reply the grammar reads begins (grammars.first_tokens): a code, "host", "Remote
+    ...", a diagnostic type or a quote. Postfix's status texts that quote no reply ("delivered
+    to maildir", "connect to ...: Connection timed out", a fifth of a busy log's status lines)
+    fail it, and are told apart from replies without a parser run."""
+    return re.compile(_reply_regexes()["reply_start"])
+
+
+@cache
+def _reply_regexes() -> dict[str, str]:
+    return derived_regexes("reply", _derive_plain_reply_path, __file__)
 
 
 def _derive_plain_reply_path() -> dict[str, str]:
@@ -128,24 +142,28 @@ def _derive_plain_reply_path() -> dict[str, str]:
         optional(token_pattern(lark, "ENHANCED", "ENHANCED")),
         optional(token_pattern(lark, "REPLY_TEXT", "REPLY_TEXT")),
     )
-    return {"plain_reply": path.pattern}
+    return {"plain_reply": path.pattern, "reply_start": first_tokens(lark)}
 
 
-def _read_reply(body: str) -> dict:
-    """The fields ReplyTransformer gives for BODY; LarkError when it is no reply."""
+def _read_reply(body: str) -> dict | None:
+    """The fields ReplyTransformer gives for BODY; None when it is no reply."""
     plain = _plain_reply_path().fullmatch(body)
-    if plain is None:
+    if plain is not None:
+        return {name: value for name, value in plain.groupdict().items() if value is not None}
+    if _reply_start().match(body) is None:  # the parser would refuse it at its first token
+        return None
+    try:
         return parser("reply", ReplyTransformer).parse(body)
-    return {name: value for name, value in plain.groupdict().items() if value is not None}
+    except grammars.LarkError:
+        return None
 
 
 @lru_cache(maxsize=4096)
 def parse_reply(text: str) -> Reply:
     """Parse a quoted reply; text that holds no reply still yields its stage hints."""
     body, stage = _strip_stage_suffix(text.strip())
-    try:
-        fields = _read_reply(body)
-    except grammars.LarkError:
+    fields = _read_reply(body)
+    if fields is None:
         return Reply(None, None, body, stage or stage_from_text(body))
     code = int(fields["REPLY_CODE_ANY"][:3])
     enhanced = fields.get("ENHANCED")
