@@ -14,7 +14,7 @@ for the same file and address; one nobody asks for is stopped at exit.
 
 import atexit
 import os
-from _signal import SIGPIPE  # the signal module's own source: `signal` builds its enums first
+from _signal import SIGKILL, SIGPIPE  # the signal module's own numbers: `signal` builds enums first
 
 MAX_MATCHED_LINES = 200_000  # bound the work one query can cause
 EARLY_SCANS = 4  # files grep starts on before the parsers are imported (each its own process)
@@ -159,7 +159,7 @@ def _stop() -> None:
     for pid, output in take().values():
         os.close(output)
         try:
-            os.kill(pid, 9)  # SIGKILL, as GrepScan.close stops a search nobody asked for
+            os.kill(pid, SIGKILL)  # as GrepScan.close stops a search nobody asked for
             os.waitpid(pid, 0)
         except OSError:
             pass

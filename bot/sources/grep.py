@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import signal
 import threading
 from pathlib import Path
 
@@ -71,7 +70,7 @@ class _Grep:
         # id is still grep's, running or ended, when the signal is sent
         with self._reaping:
             if self._reap(os.WNOHANG) is None:
-                os.kill(self._pid, signal.SIGKILL)
+                os.kill(self._pid, early.SIGKILL)
 
     def running(self) -> bool:
         with self._reaping:
