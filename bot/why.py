@@ -159,6 +159,8 @@ def _lines_of(path: Path, address: str, scan: GrepScan | None) -> list[tuple[int
     """(line number, line) for the lines that mention the address and for every line of the
     messages they belong to (their queue ids), at most MAX_MATCHED_LINES, in file order. Searched
     by grep when it is there (scan), else, with the same result, by bot.sources.scan."""
+    if scan is not None and scan.reading():
+        _knowledge_meanwhile()
     hits = scan.first() if scan is not None else None
     if hits is None:
         return _scanned_lines(path, address)
@@ -167,10 +169,21 @@ def _lines_of(path: Path, address: str, scan: GrepScan | None) -> list[tuple[int
         return hits
     if scan.will_read(ids):
         _postfix_parser_meanwhile()
+        _knowledge_meanwhile()
     more = scan.second(ids)
     if more is None:
         return _scanned_lines(path, address)
     return sorted({*hits, *more})[:MAX_MATCHED_LINES]
+
+
+def _knowledge_meanwhile() -> None:
+    """While grep reads the file, load the knowledge base the diagnoses will need (read from
+    the data cache, and kept: load_articles caches it): on this core, that is time otherwise
+    spent waiting for grep's answer, and the diagnoses that follow it start at once. If the
+    answer holds no story, the load was not needed, but it took no time the query waited for."""
+    from bot.knowledge import load_articles
+
+    load_articles()
 
 
 def _postfix_parser_meanwhile() -> None:

@@ -194,3 +194,12 @@ def test_will_read_tells_whether_the_second_pass_waits_for_grep(tmp_path):
         time.sleep(0.01)
     assert [n for n, _ in scan.second({"ABCDE12345"})] == [1, 2, 5]  # its lines, as before
     scan.close()
+
+
+def test_reading_tells_whether_first_waits_for_grep(tmp_path, monkeypatch):
+    scan = GrepScan(_log(tmp_path), ADDRESS, 1000)
+    scan.first()
+    assert not scan.reading()  # answered: nothing left to wait for
+    scan.close()
+    monkeypatch.setattr(early, "_grep", None)  # WHYFAILED_GREP=off: no search at all
+    assert not GrepScan(_log(tmp_path), ADDRESS, 1000).reading()

@@ -163,6 +163,10 @@ class GrepScan:
         self._ready.join()
         return self._first
 
+    def reading(self) -> bool:
+        """Whether first() will wait for grep: its first search is still reading the file."""
+        return self._ready.is_alive()
+
     def will_read(self, ids: set[str]) -> bool:
         """Whether second(ids) will wait for grep to read the file: the guessed search is still
         reading it, or the ids were not all guessed and will be searched for anew."""
