@@ -4,11 +4,15 @@ import sys
 
 def run() -> None:
     """`python -m bot` and the `whyfailed` script: bot.cli's commands, with one head start."""
-    from bot.why import start_early
+    from bot import early
 
     # `why ADDRESS --log FILE`: grep starts reading the log now, while the command line and
     # the parsers are imported (about a fifth of a second); the command takes what it found
-    start_early(sys.argv[1:])
+    early.start(sys.argv[1:])
+    if early.started():
+        from bot.sources.grep import adopt_early
+
+        adopt_early()  # each search's reader thread, before the imports that follow
     from bot.cli import main
 
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -27,7 +27,55 @@ _CHECK = sha1().digest_size  # the digest of the pickle that starts each file
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("WHYFAILED_CACHE_DIR") or Path(tempfile.gettempdir()) / "whyfailed-lark")
+    return Path(os.environ.get("WHYFAILED_CACHE_DIR") or Path(_temporary_folder()) / "whyfailed-lark")
+
+
+_TEMPORARY: list[str] = []  # the folder, once found
+
+
+def _temporary_folder() -> str:
+    """tempfile.gettempdir(), without importing tempfile when nothing else has: it imports
+    shutil, random, bz2 and lzma (5 ms, a fortieth of a `why --log` query that only reads the
+    cache). The same search: $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp, /usr/tmp, the current folder,
+    the first where a new file can be written (tests/test_datacache.py holds them equal)."""
+    if "tempfile" in sys.modules:  # loaded anyway (by Lark, say), or its choice set by a program
+        return sys.modules["tempfile"].gettempdir()
+    if not _TEMPORARY:
+        _TEMPORARY.append(_first_writable(_candidates()))
+    return _TEMPORARY[0]
+
+
+def _candidates() -> list[str]:
+    folders = [os.environ[name] for name in ("TMPDIR", "TEMP", "TMP") if os.environ.get(name)]
+    folders += ["/tmp", "/var/tmp", "/usr/tmp"]
+    try:
+        folders.append(os.getcwd())
+    except OSError:
+        folders.append(os.curdir)
+    return folders
+
+
+def _first_writable(folders: list[str]) -> str:
+    for folder in folders:
+        if folder != os.curdir:
+            folder = os.path.abspath(folder)
+        for _ in range(100):  # a name taken already: another one, as tempfile tries
+            probe = os.path.join(folder, "tmp" + os.urandom(6).hex())
+            try:
+                handle = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                try:
+                    try:
+                        os.write(handle, b"blat")
+                    finally:
+                        os.close(handle)
+                finally:
+                    os.unlink(probe)
+                return folder
+            except FileExistsError:
+                continue
+            except OSError:  # not writable (or not there): the next folder
+                break
+    raise FileNotFoundError(f"No usable temporary directory found in {folders}")
 
 
 def cached(name: str, sources: Iterable[Path], build: Callable[[], object], key: bytes = b"") -> object:
@@ -58,6 +106,8 @@ def cached(name: str, sources: Iterable[Path], build: Callable[[], object], key:
 def write_whole(target: Path | str, data: bytes) -> None:
     """Write DATA to TARGET so that a reader sees the whole file or none of it (a temporary
     file beside it, then an atomic rename). Raises OSError."""
+    import tempfile  # here: reading the cache, the common case, does without it
+
     with tempfile.NamedTemporaryFile(dir=os.path.dirname(target), delete=False) as handle:
         handle.write(data)
     os.replace(handle.name, target)

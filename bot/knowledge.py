@@ -37,6 +37,8 @@ class KnowledgeError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
+    """One way an article matches a story: its match front matter, one entry."""
+
     phrases: tuple[str, ...] = ()
     also: tuple[str, ...] = ()
     unless: tuple[str, ...] = ()
@@ -50,6 +52,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Article:
+    """A knowledge article (knowledge/<id>.md): what a diagnosis says, and when it applies."""
+
     id: str
     title: str
     severity: str

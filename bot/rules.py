@@ -25,6 +25,8 @@ FAILED = ("deferred", "bounced", "rejected", "expired", "unknown")
 # one of these for every story it writes. Nothing changes a Facts after Facts.of made it.
 @dataclass(slots=True)
 class Facts:
+    """What the rules read of one attempt: its status, stage, codes, text, vendor, direction."""
+
     status: str
     stage: str | None
     reply_code: int | None

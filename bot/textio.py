@@ -18,6 +18,8 @@ class InputError(Exception):
 
 @dataclass
 class InputText:
+    """One input, decoded: its name, its text, and notes on how it was read (truncated, say)."""
+
     name: str
     text: str
     notes: list[str] = field(default_factory=list)

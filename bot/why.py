@@ -17,10 +17,10 @@ if TYPE_CHECKING:  # `why --log` needs no database: sqlite-utils is imported onl
     from bot.sources.grep import GrepScan
     from bot.store import Store
 
+from bot.early import EARLY_SCANS, MAX_MATCHED_LINES, greppable
+
 _DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-MAX_MATCHED_LINES = 200_000  # bound the work one query can cause
-EARLY_SCANS = 4  # files grep starts on before the parsers are imported (each its own process)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -120,48 +120,6 @@ def why_from_logs(patterns: list[str], address: str, since: timedelta | None, li
     return Report(input=", ".join(patterns), formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
 
 
-# The options of `why` that take a value, and its flags: what start_early() understands
-_VALUE_OPTIONS = {"--since", "--db", "--log", "--source", "--limit", "--format", "-f", "--resolver"}
-_FLAGS = {"--check"}
-
-
-def start_early(argv: list[str]) -> None:
-    """For `why ADDRESS --log FILE ...` (argv without the program), start grep on each plain
-    FILE before the command line is parsed and the parsers are imported: the command, parsed
-    by click as always, takes these scans when its address and files are the same ones. Any
-    argument this does not read the way click would (a glob, --opt=value, --help) starts nothing."""
-    if not argv or argv[0] != "why":
-        return
-    positional, logs, rest = [], [], iter(argv[1:])
-    for argument in rest:
-        if argument in _VALUE_OPTIONS:
-            value = next(rest, None)
-            if value is None:
-                return
-            if argument == "--log":
-                logs.append(value)
-        elif argument in _FLAGS:
-            continue
-        elif argument.startswith("-"):
-            return
-        else:
-            positional.append(argument)
-    if len(positional) != 1 or not logs:
-        return
-    try:
-        address = lookup_target(positional[0])
-    except ValueError:
-        return
-    from bot.sources import grep
-
-    if grep.grep_command() is None:
-        return
-    for log in logs[:EARLY_SCANS]:
-        path = Path(log)
-        if not any(c in log for c in "*?[") and _greppable(path):
-            grep.start_early(path, address, MAX_MATCHED_LINES)
-
-
 def _stories(path: Path, address: str, scan: GrepScan | None) -> list[Delivery]:
     """The stories of one log file that involve the address, their evidence numbered as in the file."""
     # The parsers (and Lark) are imported here, not at the top: `why` from the index needs none of them.
@@ -194,13 +152,15 @@ def _stories(path: Path, address: str, scan: GrepScan | None) -> list[Delivery]:
 
 def _greppable(path: Path) -> bool:
     """A plain, non-empty file: grep reads it (a compressed one is read by bot.sources.scan)."""
-    return path.suffix != ".gz" and path.is_file() and path.stat().st_size > 0
+    return greppable(str(path))  # the test bot.early applies to the command line's files
 
 
 def _lines_of(path: Path, address: str, scan: GrepScan | None) -> list[tuple[int, str]]:
     """(line number, line) for the lines that mention the address and for every line of the
     messages they belong to (their queue ids), at most MAX_MATCHED_LINES, in file order. Searched
     by grep when it is there (scan), else, with the same result, by bot.sources.scan."""
+    if scan is not None and scan.reading():
+        _knowledge_meanwhile()
     hits = scan.first() if scan is not None else None
     if hits is None:
         return _scanned_lines(path, address)
@@ -209,10 +169,21 @@ def _lines_of(path: Path, address: str, scan: GrepScan | None) -> list[tuple[int
         return hits
     if scan.will_read(ids):
         _postfix_parser_meanwhile()
+        _knowledge_meanwhile()
     more = scan.second(ids)
     if more is None:
         return _scanned_lines(path, address)
     return sorted({*hits, *more})[:MAX_MATCHED_LINES]
+
+
+def _knowledge_meanwhile() -> None:
+    """While grep reads the file, load the knowledge base the diagnoses will need (read from
+    the data cache, and kept: load_articles caches it): on this core, that is time otherwise
+    spent waiting for grep's answer, and the diagnoses that follow it start at once. If the
+    answer holds no story, the load was not needed, but it took no time the query waited for."""
+    from bot.knowledge import load_articles
+
+    load_articles()
 
 
 def _postfix_parser_meanwhile() -> None:

@@ -3,6 +3,7 @@ to a source file, or the same files somewhere else, is never answered from an ol
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -91,3 +92,37 @@ def test_regexes_derived_from_a_grammar_follow_the_code_that_derives_them(tmp_pa
     code.write_text("PATH = 2")  # the grammars and Lark's version are in the key the same way
     assert derived_regexes("paths", derive, str(code)) == {"path": "PATH = 2"}
     assert [p.parts[-2:] for p in _lark_files()] == [("lark", "__init__.py")]
+
+
+@pytest.mark.parametrize(
+    "tmpdir",
+    [None, "", "{tmp}/writable", "{tmp}/missing", "{tmp}/a-file", "relative-folder", "{tmp}/writable/../writable/"],
+)
+def test_the_default_folder_is_the_one_tempfile_chooses(tmp_path, monkeypatch, tmpdir):
+    import tempfile
+
+    from bot import datacache
+
+    (tmp_path / "writable").mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "relative-folder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    if tmpdir is not None:
+        monkeypatch.setenv("TMPDIR", tmpdir.replace("{tmp}", str(tmp_path)))
+    assert datacache._first_writable(datacache._candidates()) == tempfile._get_default_tempdir()
+    assert not list((tmp_path / "writable").iterdir())  # the probe file is gone
+
+
+def test_the_default_folder_without_tempfile_loaded_is_its_choice(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bot import datacache; folder = datacache.cache_dir(); "
+        "assert 'tempfile' not in sys.modules; import tempfile, pathlib; "
+        "assert folder == pathlib.Path(tempfile.gettempdir()) / 'whyfailed-lark', folder"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "WHYFAILED_CACHE_DIR"}
+    subprocess.run([sys.executable, "-c", code], check=True, env={**environment, "TMPDIR": str(tmp_path)})

@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
+from bot import early
 from bot.sources import grep
 from bot.sources.grep import GrepScan, scan_for, start_early
 from bot.sources.scan import grep_lines
-from bot.why import start_early as start_early_from_argv
 
 from .conftest import FIXTURES
 
@@ -107,7 +107,10 @@ def test_a_scan_started_early_is_the_one_the_command_takes(tmp_path):
 def test_start_early_reads_only_what_it_understands(tmp_path, argv, started):
     path = _log(tmp_path)
     grep._stop_early()
-    start_early_from_argv([a.replace("{log}", str(path)) for a in argv])
+    early.start([a.replace("{log}", str(path)) for a in argv])
+    assert early.started() == started
+    grep.adopt_early()
+    assert not early.started()
     assert bool(grep._EARLY) == started
     # keyed by the target as `why` reads it (lookup_target keeps its case: the command does the same)
     assert {(key[0], key[1].lower(), key[2]) for key in grep._EARLY} <= {(path, ADDRESS, 200_000)}
@@ -173,12 +176,11 @@ def test_rotated_and_repeated_logs_tell_the_same_stories_with_grep_and_without(r
 def test_start_early_knows_every_option_of_the_why_command():
     # an option it did not know would only stop the early start; one read wrongly could too
     from bot.cli import why
-    from bot.why import _FLAGS, _VALUE_OPTIONS
 
     options = {o for p in why.params for o in p.opts if o.startswith("-")}
     flags = {o for p in why.params if getattr(p, "is_flag", False) for o in p.opts}
-    assert flags == _FLAGS
-    assert options - flags == _VALUE_OPTIONS
+    assert flags == early.FLAGS
+    assert options - flags == early.VALUE_OPTIONS
 
 
 def test_will_read_tells_whether_the_second_pass_waits_for_grep(tmp_path):
@@ -192,3 +194,12 @@ def test_will_read_tells_whether_the_second_pass_waits_for_grep(tmp_path):
         time.sleep(0.01)
     assert [n for n, _ in scan.second({"ABCDE12345"})] == [1, 2, 5]  # its lines, as before
     scan.close()
+
+
+def test_reading_tells_whether_first_waits_for_grep(tmp_path, monkeypatch):
+    scan = GrepScan(_log(tmp_path), ADDRESS, 1000)
+    scan.first()
+    assert not scan.reading()  # answered: nothing left to wait for
+    scan.close()
+    monkeypatch.setattr(early, "_grep", None)  # WHYFAILED_GREP=off: no search at all
+    assert not GrepScan(_log(tmp_path), ADDRESS, 1000).reading()

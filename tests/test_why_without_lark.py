@@ -75,7 +75,10 @@ def test_rejects_are_read_without_lark_through_grep(tmp_path):
         ("rejected", 550, [[9]]),
     ]
     assert "lark" not in loaded and "lark_cython" not in loaded
-    assert "subprocess" not in loaded  # grep is started with os.posix_spawn (bot/sources/grep.py)
+    assert "subprocess" not in loaded  # grep is started with os.posix_spawn (bot/early.py)
+    # nor what this answer never uses: gzip (plain files), signal's enums, the live checks,
+    # tempfile (the data cache is read, not written)
+    assert not {"gzip", "signal", "bot.checks", "tempfile"} & loaded
     assert "bot.sources.scan" not in loaded  # grep answered
     assert _why(tmp_path / "cache", "ghost@example.com", **NO_GREP)[0] == report
 

@@ -61,6 +61,8 @@ _STAGE_PHRASES = (
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """An SMTP reply read from a log line: its codes, text, the stage it answered, who said it."""
+
     code: int | None
     enhanced: str | None
     text: str  # the whole reply text, code included, suffix removed

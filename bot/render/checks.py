@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from bot.checks import CheckResult
+if TYPE_CHECKING:  # every renderer imports this module: bot.checks (a dataclass) only when checks ran
+    from bot.checks import CheckResult
 
 ICONS = {"ok": "✓", "problem": "✗", "warning": "!", "could-not-check": "?", "skipped": "–"}
 LABELS = {

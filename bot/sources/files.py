@@ -4,7 +4,6 @@ and the position (inode, byte offset, line count) to resume from."""
 from __future__ import annotations
 
 import glob
-import gzip
 import os
 import re
 from collections.abc import Iterator
@@ -76,7 +75,12 @@ def read_chunks(
 ) -> Iterator[Chunk]:
     """Whole lines from byte `offset` on, chunk_lines at a time. A last line without its newline
     is left for the next read (the writer may be half way through it)."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    if path.suffix == ".gz":
+        import gzip  # here: `why --log` on plain files never pays for it
+
+        opener = gzip.open
+    else:
+        opener = open
     with opener(path, "rb") as handle:
         if offset:
             if path.suffix == ".gz":

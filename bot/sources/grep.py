@@ -20,11 +20,10 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import shutil
-import signal
 import threading
-from functools import cache
 from pathlib import Path
+
+from bot import early
 
 # A queue id in a Postfix line: after the program's "]: ", before ":", with a digit in it (so
 # NOQUEUE and words are not taken; an id without digits is simply not guessed)
@@ -32,59 +31,21 @@ _GUESS = re.compile(r"\]: ((?=[A-Za-z]*[0-9])[0-9A-Za-z]{6,20}):")
 _GUESS_MOST = 64  # more ids than this: no guess (their search would find too much)
 
 
-@cache
-def grep_command() -> str | None:
-    """The system's grep, or None. WHYFAILED_GREP=off turns it off (the scan module then searches)."""
-    if os.environ.get("WHYFAILED_GREP", "").lower() in ("off", "0", "no"):
-        return None
-    return shutil.which("grep")
-
-
-def _environment() -> dict[str, str]:
-    # the C locale: bytes are bytes, -i folds A-Z only; grep's own option variables left out
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREP_", "LC_", "LANG"))}
-    return {**env, "LC_ALL": "C"}
-
-
 class _Grep:
-    """One grep process for lines holding any of some needles: started at once, read by lines().
+    """One grep process for lines holding any of some needles (bot.early.spawn_grep started
+    it), read by lines()."""
 
-    Started with os.posix_spawn, not subprocess: this runs before anything else is imported,
-    and the subprocess module's own imports cost more than a tenth of a `why --log` query."""
-
-    def __init__(self, grep: str, path: Path, needles: list[bytes], ignore_case: bool, most: int) -> None:
+    def __init__(self, pid: int, output: int, most: int) -> None:
         self.most = most
-        # the needles one a line on grep's input, not as arguments: a domain's thousands of
-        # queue ids would pass the system's limit on a command line
-        command = [grep, "-a", "-n", "-F", *(["-i"] if ignore_case else []), "-m", str(most), "-f", "-"]
-        needles_in, needles_out = os.pipe()  # both ends close on exec; grep gets its copies
-        lines_in, lines_out = os.pipe()
-        try:
-            self._pid = os.posix_spawn(
-                grep,
-                [*command, "--", os.fsencode(path)],
-                _environment(),
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, needles_in, 0),
-                    (os.POSIX_SPAWN_DUP2, lines_out, 1),
-                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-                ],
-                setsigdef=(signal.SIGPIPE,),  # Python ignores it; grep should not (as subprocess does)
-            )
-        except OSError:
-            for end in (needles_in, needles_out, lines_in, lines_out):
-                os.close(end)
-            raise
-        os.close(needles_in)
-        os.close(lines_out)
+        self._pid = pid
         self._exit: int | None = None
         self._reaping = threading.Lock()  # os.waitpid by one thread at a time
-        self._output = open(lines_in, "rb")  # closed by lines() or stop()
-        try:  # grep reads all its needles before it writes a line: this cannot wait on its output
-            with open(needles_out, "wb") as needles_file:
-                needles_file.write(b"".join(n + b"\n" for n in needles if n))
-        except OSError:  # grep is gone already: lines() reports its failure
-            pass
+        self._output = open(output, "rb")  # closed by lines() or stop()
+
+    @classmethod
+    def start(cls, grep: str, path: Path, needles: list[bytes], ignore_case: bool, most: int) -> _Grep:
+        """Raises OSError."""
+        return cls(*early.spawn_grep(grep, path, needles, ignore_case, most), most)
 
     def _wait(self) -> int:
         with self._reaping:
@@ -109,7 +70,7 @@ class _Grep:
         # id is still grep's, running or ended, when the signal is sent
         with self._reaping:
             if self._reap(os.WNOHANG) is None:
-                os.kill(self._pid, signal.SIGKILL)
+                os.kill(self._pid, early.SIGKILL)
 
     def running(self) -> bool:
         with self._reaping:
@@ -133,12 +94,22 @@ class _Grep:
 _EARLY: dict[tuple[Path, str, int], GrepScan] = {}  # scans started before they were asked for
 
 
-def start_early(path: Path, address: str, most: int) -> None:
-    """Start a scan now, for a later scan_for() with the same arguments to take."""
+def start_early(path: Path, address: str, most: int, started: tuple[int, int] | None = None) -> None:
+    """Start a scan now (or take grep's process STARTED, its pid and output, as the scan's
+    first search), for a later scan_for() with the same arguments to take."""
     if not _EARLY:  # registered again after _stop_early(): harmless, it stops what is left
         atexit.register(_stop_early)  # one not taken (a usage error, say) is stopped at exit
     if (path, address, most) not in _EARLY:
-        _EARLY[(path, address, most)] = GrepScan(path, address, most)
+        _EARLY[(path, address, most)] = GrepScan(path, address, most, started)
+    elif started is not None:  # the same file named twice (mail.log and ./mail.log)
+        _Grep(*started, most).stop()
+
+
+def adopt_early() -> None:
+    """Take the searches bot.early started in the process's first milliseconds: each gets its
+    reader thread now, as a scan start_early() started would."""
+    for (log, address, most), started in early.take().items():
+        start_early(Path(log), address, most, started)
 
 
 def scan_for(path: Path, address: str, most: int) -> GrepScan:
@@ -154,20 +125,23 @@ def _stop_early() -> None:
 class GrepScan:
     """The address's lines, then its messages' lines, of one plain (uncompressed) log file."""
 
-    def __init__(self, path: Path, address: str, most: int) -> None:
-        self._grep, self._path, self._most = grep_command(), path, most
+    def __init__(self, path: Path, address: str, most: int, started: tuple[int, int] | None = None) -> None:
+        self._grep, self._path, self._most = early.grep_command(), path, most
         self._first: list[tuple[int, str]] | None = None
         self._guessed: set[str] = set()
         self._second: _Grep | None = None
         self._running: _Grep | None = None  # the first search, while it runs
         self._closed = False
-        self._ready = threading.Thread(target=self._run_first, args=(address,), daemon=True)
+        self._ready = threading.Thread(target=self._run_first, args=(address, started), daemon=True)
         if self._grep is not None:
             self._ready.start()
 
-    def _run_first(self, address: str) -> None:
+    def _run_first(self, address: str, started: tuple[int, int] | None) -> None:
         try:
-            self._running = _Grep(self._grep, self._path, [address.encode()], True, self._most)
+            if started is not None:
+                self._running = _Grep(*started, self._most)
+            else:
+                self._running = _Grep.start(self._grep, self._path, [address.encode()], True, self._most)
         except OSError:
             return
         self._first = self._running.lines()
@@ -175,7 +149,7 @@ class GrepScan:
             guessed = {m.group(1) for _, line in self._first for m in _GUESS.finditer(line)}
             if 0 < len(guessed) <= _GUESS_MOST:
                 try:
-                    self._second = _Grep(
+                    self._second = _Grep.start(
                         self._grep, self._path, [i.encode() for i in sorted(guessed)], False, self._most
                     )
                     self._guessed = guessed
@@ -188,6 +162,10 @@ class GrepScan:
             return None
         self._ready.join()
         return self._first
+
+    def reading(self) -> bool:
+        """Whether first() will wait for grep: its first search is still reading the file."""
+        return self._ready.is_alive()
 
     def will_read(self, ids: set[str]) -> bool:
         """Whether second(ids) will wait for grep to read the file: the guessed search is still
@@ -211,7 +189,7 @@ class GrepScan:
         if self._grep is None:
             return None
         try:
-            return _Grep(self._grep, self._path, [i.encode() for i in sorted(ids)], False, self._most).lines()
+            return _Grep.start(self._grep, self._path, [i.encode() for i in sorted(ids)], False, self._most).lines()
         except OSError:
             return None
 
