@@ -21,6 +21,7 @@ from bot.parse.postfix import (
     _kv,
     _noqueue_reject_path,
     _queue_record_path,
+    _queue_removed_path,
     _record_fields,
     _reject_fields,
     parse_postfix_message,
@@ -42,6 +43,14 @@ from generate_postfix_log import generate_mix  # noqa: E402
 # Where a path and the parser could disagree: spaces, ids, keys and the parenthesised text.
 EDGE_MESSAGES = [
     "3F2A1B4C5D: removed=x",
+    "3F2A1B4C5D: removed",
+    "3F2A1B4C5D:removed  ",
+    "3F2A1B4C5D : removed",
+    "3F2A1B4C5D: removedx",
+    "3F2A1B4C5D: removed x",
+    "3F2A1B4C5D: removed, returned to sender",
+    "4bTk2w1Xz4z9Hq: removed",
+    "3F2A: removed",
     "3F2A1B4C5D: reject=x",
     "3F2A1B4C5D:to=<a@b.example>, status=sent (250 ok)",
     "3F2A1B4C5D :  to=<a@b.example>,  status=sent  (250 ok)  ",
@@ -187,6 +196,9 @@ def test_the_common_records_take_the_path():
     rejects = [m for m in MESSAGES if m.startswith("NOQUEUE: reject: RCPT") and _lark_or_none(lark, m)]
     assert len(rejects) > 40
     assert [m for m in rejects if _noqueue_reject_path().fullmatch(m) is None] == []
+    removed = [m for m in MESSAGES if m.endswith(": removed")]
+    assert len(removed) > 300
+    assert [m for m in removed if _queue_removed_path().fullmatch(m) is None] == []
 
 
 def _reject_from(match: re.Match) -> dict:
@@ -212,6 +224,14 @@ PATHS = {
         lambda: [m for m in MESSAGES + EDGE_MESSAGES if m.startswith("NOQUEUE")],
         6,
         100,
+    ),
+    "queue removed": (
+        _queue_removed_path,
+        lambda match: parse_postfix_message(match.string),
+        lambda: parser("postfix", PostfixTransformer),
+        lambda: [m for m in MESSAGES + EDGE_MESSAGES if "remove" in m],
+        7,
+        300,
     ),
     "reply": (
         _plain_reply_path,

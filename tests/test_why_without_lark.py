@@ -18,8 +18,7 @@ import pytest
 
 from .conftest import FIXTURES, REPO
 
-# NOQUEUE rejects, queue records and replies the paths read, one line ("removed") they do not:
-# it belongs to another message, so `why nobody@example.com` never parses it
+# NOQUEUE rejects, queue records, qmgr's "removed" and replies: every line takes a token path
 LOG = FIXTURES / "postfix" / "token-path-lines.log"
 ADDRESS = "nobody@example.com"
 NO_GREP = {"WHYFAILED_GREP": "off"}
@@ -65,6 +64,15 @@ def test_the_story_is_told_from_the_token_paths_alone(tmp_path):
     assert warm == report
     assert "lark" not in loaded and "lark_cython" not in loaded
     assert "bot.sources.scan" in loaded
+
+
+def test_a_whole_message_is_read_without_lark(tmp_path):
+    # its status line and qmgr's "removed", found by the message's queue id
+    _why(tmp_path / "cache", "other@dest.example", **NO_GREP)
+    report, loaded = _why(tmp_path / "cache", "other@dest.example", **NO_GREP)
+    assert _stories(report) == [("other@dest.example", "delivered", "delivered", [[8]])]
+    assert report["deliveries"][0]["queue_id"] == "7F00112233"
+    assert "lark" not in loaded and "lark_cython" not in loaded
 
 
 def test_rejects_are_read_without_lark_through_grep(tmp_path):

@@ -105,7 +105,13 @@ def _derive_token_path_regexes() -> dict[str, str]:
         ";",
         token_pattern(lark, "KV_LIST", "pairs"),
     )
-    return {"kv_record_parts": parts, "queue_record": queue_record.pattern, "noqueue_reject": noqueue_reject.pattern}
+    removed = token_path(lark, token_pattern(lark, "QUEUE_ID", "session"), ":", token_pattern(lark, "REMOVED"))
+    return {
+        "kv_record_parts": parts,
+        "queue_record": queue_record.pattern,
+        "noqueue_reject": noqueue_reject.pattern,
+        "queue_removed": removed.pattern,
+    }
 
 
 def _record_fields(session: str, parts: re.Match) -> dict:
@@ -272,14 +278,27 @@ def _noqueue_reject_path() -> re.Pattern:
     return re.compile(_token_path_regexes()["noqueue_reject"])
 
 
+@cache
+def _queue_removed_path() -> re.Pattern:
+    """`QUEUE_ID ":" "removed"` of grammar/postfix.lark (queue_record, removed) as one regex
+    (token_path): qmgr's last line of every message, which `why --log` reads with the rest of a
+    message's lines (ingest's prefilter skips it). It reads it as the parser does: QUEUE_ID is
+    tried first, as for a record; after the colon "removed" is the only terminal of that state
+    that can match a word without "=" that is not a reject action or a notification."""
+    return re.compile(_token_path_regexes()["queue_removed"])
+
+
 def parse_postfix_message(message: str) -> dict | None:
     record = _queue_record_path().fullmatch(message)
     reject = _noqueue_reject_path().fullmatch(message) if record is None and message[:1] == "N" else None
+    removed = _queue_removed_path().fullmatch(message) if record is None and reject is None else None
     if record is not None:
         fields = _record_fields(record.group("session"), record)
     elif reject is not None:
         action, stage, peer, text, pairs = reject.group("action", "stage", "peer", "text", "pairs")
         fields = _reject_fields(action, stage, peer, text, _kv([pairs]))
+    elif removed is not None:
+        fields = {"kind": "removed", "session": removed.group("session")}
     else:
         try:
             fields = parser("postfix", PostfixTransformer).parse(message)
