@@ -188,10 +188,12 @@ def _knowledge_meanwhile() -> None:
 
 def _postfix_parser_meanwhile() -> None:
     """While grep reads the file again for the messages' lines, load the Postfix grammar's
-    parser (and Lark) on this core, if the address's lines were Postfix's: a message has lines
-    the token paths do not read (its "removed", pickup's "uid="), and the parse that follows
-    grep's answer would otherwise wait for Lark's import, which this overlaps with grep (on
-    the 1M-line log, 0.07 s less from grep's answer to ours)."""
+    parser (and Lark) on this core, if the address's lines were Postfix's: a message may have
+    lines the token paths do not read (smtp's "connect to host[ip]:25: ..." errors, a reply
+    from an odd peer), and the parse that follows grep's answer would otherwise wait for Lark's
+    import, which this overlaps with grep (0.07 s less from grep's answer to ours, measured
+    when "removed" still needed the parser; for a message the paths read whole it costs no
+    wall time, as grep's second pass takes longer than the load)."""
     import sys
 
     if "bot.parse.postfix" in sys.modules:  # imported by _ids, for a Postfix line
