@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # `why --log` needs no database: sqlite-utils is imported only for the index
-    from bot.model import Delivery, Report
+    from bot.model import Delivery, Event, Report
     from bot.sources.grep import GrepScan
     from bot.store import Store
 
@@ -124,30 +124,16 @@ def _stories(path: Path, address: str, scan: GrepScan | None) -> list[Delivery]:
     """The stories of one log file that involve the address, their evidence numbered as in the file."""
     # The parsers (and Lark) are imported here, not at the top: `why` from the index needs none of them.
     from bot.correlate import correlate_events
-    from bot.model import Evidence
-    from bot.parse import parse_lines
     from bot.sources.grep import scan_for
 
     if scan is None and _greppable(path):
         scan = scan_for(path, address, MAX_MATCHED_LINES)
     try:
-        hits = _lines_of(path, address, scan)
+        events = _events_of(path, address, scan)
     finally:
         if scan is not None:
             scan.close()
-    if not hits:
-        return []
-    numbers = [number for number, _ in hits]
-    parsed = parse_lines([line for _, line in hits])
-    renumber = dict(enumerate(numbers, start=1))
-    stories = []
-    for story in correlate_events(parsed.events):
-        for attempt in story.attempts:
-            attempt.evidence = [Evidence(renumber.get(e.line, e.line), e.text) for e in attempt.evidence]
-        story.context = [Evidence(renumber.get(e.line, e.line), e.text) for e in story.context]
-        if _matches(story, address):
-            stories.append(story)
-    return stories
+    return [story for story in correlate_events(events) if _matches(story, address)]
 
 
 def _greppable(path: Path) -> bool:
@@ -155,25 +141,56 @@ def _greppable(path: Path) -> bool:
     return greppable(str(path))  # the test bot.early applies to the command line's files
 
 
-def _lines_of(path: Path, address: str, scan: GrepScan | None) -> list[tuple[int, str]]:
-    """(line number, line) for the lines that mention the address and for every line of the
-    messages they belong to (their queue ids), at most MAX_MATCHED_LINES, in file order. Searched
-    by grep when it is there (scan), else, with the same result, by bot.sources.scan."""
+def _events_of(path: Path, address: str, scan: GrepScan | None) -> list[Event]:
+    """The events of the lines that mention the address and of every line of the messages they
+    belong to (their queue ids), at most MAX_MATCHED_LINES lines, in file order and numbered as
+    in the file. Searched by grep when it is there (scan), else, with the same result, by
+    bot.sources.scan. Each line is parsed once: the address's lines, for their queue ids, then
+    only the messages' other lines (for a busy @domain, most of the address's lines again)."""
     if scan is not None and scan.reading():
         _knowledge_meanwhile()
     hits = scan.first() if scan is not None else None
     if hits is None:
-        return _scanned_lines(path, address)
-    ids = _ids(hits)
+        return _scanned_events(path, address)
+    events = _parsed(hits)
+    ids = _sessions(events)
     if not ids:
-        return hits
+        return events
     if scan.will_read(ids):
         _postfix_parser_meanwhile()
         _knowledge_meanwhile()
     more = scan.second(ids)
     if more is None:
-        return _scanned_lines(path, address)
-    return sorted({*hits, *more})[:MAX_MATCHED_LINES]
+        return _scanned_events(path, address)
+    return _with_more(hits, events, more)
+
+
+def _with_more(hits: list[tuple[int, str]], events: list[Event], more: list[tuple[int, str]]) -> list[Event]:
+    """EVENTS (those of HITS) with those of the lines of MORE that HITS lacks, in file order: the
+    events of sorted(HITS and MORE), the first MAX_MATCHED_LINES lines of them, parsed as before."""
+    kept = sorted({*hits, *more})[:MAX_MATCHED_LINES]
+    if not kept:
+        return []
+    last, known = kept[-1][0], {number for number, _ in hits}
+    extra = _parsed([(number, line) for number, line in kept if number not in known])
+    # stable: a line's own events (an Exchange row can give several) keep their order
+    return sorted([e for e in events if e.line <= last] + extra, key=lambda e: e.line)
+
+
+def _parsed(lines: list[tuple[int, str]]) -> list[Event]:
+    """The events of these (line number, line) pairs, each numbered as in the file."""
+    from bot.parse import parse_lines
+
+    numbers = [number for number, _ in lines]
+    events = parse_lines([line for _, line in lines], tally=False).events
+    for event in events:
+        event.line = numbers[event.line - 1]
+    return events
+
+
+def _sessions(events: list[Event]) -> set[str]:
+    """The queue (or session) ids of these events."""
+    return {event.session for event in events if event.session}
 
 
 def _knowledge_meanwhile() -> None:
@@ -203,20 +220,14 @@ def _postfix_parser_meanwhile() -> None:
         parser("postfix", PostfixTransformer)
 
 
-def _scanned_lines(path: Path, address: str) -> list[tuple[int, str]]:
+def _scanned_events(path: Path, address: str) -> list[Event]:
     from bot.sources.scan import open_log
 
     with open_log(path) as log:  # one map for both passes, which share their line counting
         hits = log.grep([address.encode()], ignore_case=True)[:MAX_MATCHED_LINES]
-        ids = _ids(hits)
-        if ids:  # the second pass: every line of those messages
-            hits = sorted({*hits, *log.grep([i.encode() for i in sorted(ids)])})[:MAX_MATCHED_LINES]
-    return hits
-
-
-def _ids(hits: list[tuple[int, str]]) -> set[str]:
-    """The queue (or session) ids the parser reads in these lines, read as _stories will read
-    them (parse_lines: a plain syslog header by one regex, a CRLF log's CR dropped)."""
-    from bot.parse import parse_lines
-
-    return {event.session for event in parse_lines([line for _, line in hits], tally=False).events if event.session}
+        events = _parsed(hits)
+        ids = _sessions(events)
+        if not ids:
+            return events
+        more = log.grep([i.encode() for i in sorted(ids)])  # the second pass: every line of those messages
+    return _with_more(hits, events, more)

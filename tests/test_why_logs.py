@@ -101,3 +101,69 @@ def test_the_address_is_found_whatever_its_case_in_the_log(tmp_path, suffix, add
     assert [a.status for a in stories[1].attempts] == ["deferred", "deferred", "bounced"]
     assert [e.line for e in stories[1].evidence()] == [e.line for e in stories[0].evidence()]
     assert [e.line for e in stories[1].evidence()] == [1, 2, 3, 5, 7, 8, 9, 10]
+
+
+# --- each line parsed once -------------------------------------------------------------------
+
+
+def _busy_log(tmp_path):
+    import sys
+
+    from .conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from generate_postfix_log import generate_mix
+
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(generate_mix(8000, seed=31)) + "\n")
+    return log
+
+
+def _read_twice(path, address):
+    """What why --log read before: the address's lines parsed for their queue ids, then all the
+    lines (the address's and the messages') parsed together, renumbered as in the file."""
+    from bot.parse import parse_lines
+    from bot.sources.scan import open_log
+
+    with open_log(path) as log:
+        hits = log.grep([address.encode()], ignore_case=True)
+        ids = {e.session for e in parse_lines([line for _, line in hits]).events if e.session}
+        lines = sorted({*hits, *log.grep([i.encode() for i in sorted(ids)])}) if ids else hits
+    events = parse_lines([line for _, line in lines]).events
+    return [(lines[e.line - 1][0], e.raw, e.kind, e.session, e.recipient, e.status, e.text) for e in events]
+
+
+def _shape(events):
+    return [(e.line, e.raw, e.kind, e.session, e.recipient, e.status, e.text) for e in events]
+
+
+@pytest.mark.parametrize("grep", [True, False])
+def test_each_line_is_parsed_once_and_the_events_are_those_of_parsing_all_together(tmp_path, grep):
+    from bot.sources.grep import scan_for
+    from bot.why import MAX_MATCHED_LINES, _events_of
+
+    log = _busy_log(tmp_path)
+    text = log.read_text()
+    deferred = text.split("status=deferred", 1)[0].rsplit(" to=<", 1)[1].split(">")[0]
+    rejected = text.split("NOQUEUE: reject: RCPT from ", 1)[1].split(" to=<", 1)[1].split(">")[0]
+    queue_id = text.split("status=sent", 1)[0].rsplit("]: ", 1)[1].split(":")[0]
+    for target in (deferred, rejected, "@" + deferred.split("@")[1], "@example.com", queue_id, "nobody@absent.example"):
+        scan = scan_for(log, target, MAX_MATCHED_LINES) if grep else None
+        try:
+            assert _shape(_events_of(log, target, scan)) == _read_twice(log, target), target
+        finally:
+            if scan is not None:
+                scan.close()
+
+
+def test_the_lines_kept_past_the_limit_are_the_first_ones_in_the_file(tmp_path, monkeypatch):
+    import bot.why
+    from bot.why import _parsed, _with_more
+
+    lines = _busy_log(tmp_path).read_text().splitlines()
+    hits = [(n, lines[n - 1]) for n in (3, 40, 41, 90)]
+    more = [(n, lines[n - 1]) for n in (2, 40, 50, 60, 95)]
+    monkeypatch.setattr(bot.why, "MAX_MATCHED_LINES", 5)
+    kept = _with_more(hits, _parsed(hits), more)
+    assert sorted({e.line for e in kept}) == [2, 3, 40, 41, 50]
+    assert _shape(kept) == _shape(_parsed([(n, lines[n - 1]) for n in (2, 3, 40, 41, 50)]))
