@@ -407,9 +407,11 @@ def ingest(
 
 def _store_target(db_path: str | None) -> str:
     """--db wins; then DATABASE_URL (or WHYFAILED_DATABASE_URL); then WHYFAILED_DB; then ./whyfailed.db."""
+    if db_path:  # (the settings, and pydantic with them, are not even imported: a quarter second)
+        return db_path
     from bot.settings import Settings
 
-    return db_path or Settings().store_target
+    return Settings().store_target
 
 
 def _configured_files(name: str) -> list[str]:

@@ -84,11 +84,11 @@ def test_a_parser_can_still_be_imported_from_bot_parse():
     assert _fresh(code).split() == ["True", "False"]
 
 
-def test_why_from_a_log_imports_no_chat_index_checks_or_other_format():
-    log = FIXTURES / "postfix" / "deferred-then-bounced.log"
+def _why_in_a_fresh_process(*args: str) -> tuple[dict, set[str]]:
+    """`whyfailed why ARGS --format json` in a new interpreter: its report, and the modules it loaded."""
     code = (
         "import json, runpy, sys\n"
-        f"sys.argv = ['whyfailed', 'why', 'ops@slow.example.net', '--log', {str(log)!r}, '--format', 'json']\n"
+        f"sys.argv = ['whyfailed', 'why', *{list(args)!r}, '--format', 'json']\n"
         "try:\n"
         "    runpy.run_module('bot', run_name='__main__')\n"
         "except SystemExit:\n"
@@ -96,9 +96,27 @@ def test_why_from_a_log_imports_no_chat_index_checks_or_other_format():
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     output = _fresh(code)
-    report, loaded = json.loads(output[: output.rindex("\n[")]), set(json.loads(output[output.rindex("\n[") :]))
+    return json.loads(output[: output.rindex("\n[")]), set(json.loads(output[output.rindex("\n[") :]))
+
+
+def test_why_from_a_log_imports_no_chat_index_checks_or_other_format():
+    log = FIXTURES / "postfix" / "deferred-then-bounced.log"
+    report, loaded = _why_in_a_fresh_process("ops@slow.example.net", "--log", str(log))
     assert report["deliveries"], report  # the story was told
     unwanted = {"rich", "pydantic", "pydantic_settings", "sqlite_utils", "sqlite3", "dns", "slack_sdk", "discord"}
     unwanted |= {"bot.store", "bot.settings", "bot.conversation", "bot.adapters", "bot.checks.run", "bot.ingest"}
     unwanted |= set(FORMAT_MODULES) - {"bot.parse.postfix"}
     assert not unwanted & loaded, unwanted & loaded
+
+
+def test_why_from_an_index_named_with_db_does_not_load_the_settings(tmp_path):
+    # --db names the index: the settings (pydantic, a quarter of a second) have nothing to add
+    from bot.ingest import ingest_paths
+    from bot.store import Store
+
+    db = tmp_path / "i.db"
+    ingest_paths(Store(db), [str(FIXTURES / "postfix" / "deferred-then-bounced.log")])
+    report, loaded = _why_in_a_fresh_process("ops@slow.example.net", "--db", str(db))
+    assert [d["status"] for d in report["deliveries"]] == ["bounced"]
+    assert "bot.store" in loaded
+    assert not {"pydantic", "pydantic_settings", "bot.settings", "rich"} & loaded
