@@ -407,8 +407,14 @@ def ingest(
 
 def _store_target(db_path: str | None) -> str:
     """--db wins; then DATABASE_URL (or WHYFAILED_DATABASE_URL); then WHYFAILED_DB; then ./whyfailed.db."""
-    if db_path:  # (the settings, and pydantic with them, are not even imported: a quarter second)
+    if db_path:
         return db_path
+    from bot.store_location import store_target_from_environment
+
+    # the settings (and pydantic, a quarter of a second) only when a .env file may name it
+    target = store_target_from_environment()
+    if target is not None:
+        return target
     from bot.settings import Settings
 
     return Settings().store_target

@@ -11,11 +11,13 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.store_location import DEFAULT_DB
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WHYFAILED_", env_file=".env", extra="ignore")
 
-    db: str = Field("whyfailed.db", description="The SQLite index (ingest writes it, /whyfailed reads it).")
+    db: str = Field(DEFAULT_DB, description="The SQLite index (ingest writes it, /whyfailed reads it).")
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("WHYFAILED_DATABASE_URL", "DATABASE_URL", "database_url"),
