@@ -20,7 +20,8 @@ _LOCK = threading.Lock()  # one in-memory index, shared by the chat adapters' wo
 
 @cache
 def _index() -> sqlite_utils.Database:
-    db = sqlite_utils.Database(sqlite3.connect(":memory:", check_same_thread=False))
+    # (no plugins, as for the index in bot/store_backends.py: full-text search needs none)
+    db = sqlite_utils.Database(sqlite3.connect(":memory:", check_same_thread=False), execute_plugins=False)
     rows = []
     for article in load_articles().values():
         codes = [c for rule in article.rules for c in rule.codes]

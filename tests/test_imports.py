@@ -120,3 +120,4 @@ def test_why_from_an_index_named_with_db_does_not_load_the_settings(tmp_path):
     assert [d["status"] for d in report["deliveries"]] == ["bounced"]
     assert "bot.store" in loaded
     assert not {"pydantic", "pydantic_settings", "bot.settings", "rich"} & loaded
+    assert "importlib.metadata" not in loaded  # sqlite-utils' plugins are not looked for (store_backends)
