@@ -109,7 +109,7 @@ def test_why_from_a_log_imports_no_chat_index_checks_or_other_format():
     assert not unwanted & loaded, unwanted & loaded
 
 
-def test_why_from_an_index_named_with_db_does_not_load_the_settings(tmp_path):
+def test_why_from_an_index_named_with_db_loads_neither_the_settings_nor_plugins(tmp_path):
     # --db names the index: the settings (pydantic, a quarter of a second) have nothing to add
     from bot.ingest import ingest_paths
     from bot.store import Store
