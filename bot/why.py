@@ -213,7 +213,7 @@ def _postfix_parser_meanwhile() -> None:
     wall time, as grep's second pass takes longer than the load)."""
     import sys
 
-    if "bot.parse.postfix" in sys.modules:  # imported by _ids, for a Postfix line
+    if "bot.parse.postfix" in sys.modules:  # imported by _parsed, for a Postfix line
         from bot.parse.grammars import parser
         from bot.parse.postfix import PostfixTransformer
 
