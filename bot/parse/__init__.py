@@ -14,7 +14,6 @@ from functools import cache, lru_cache
 from importlib import import_module
 
 from bot.model import Event, Unparsed
-from bot.parse.detect import looks_like_bounce, sniff_line
 from bot.parse.syslog import parse_syslog_header, plain_syslog_header
 
 # A format's parser is imported the first time a line of that format is met (a Postfix log
@@ -22,6 +21,9 @@ from bot.parse.syslog import parse_syslog_header, plain_syslog_header
 _LAZY = {
     "parse_exchange_row": ("bot.parse.exchange", "parse_exchange_row"),
     "read_fields": ("bot.parse.exchange", "read_fields"),
+    # sniffing too: a log whose lines all have a plain syslog header never needs it
+    "sniff_line": ("bot.parse.detect", "sniff_line"),
+    "looks_like_bounce": ("bot.parse.detect", "looks_like_bounce"),
     "parse_exim_line": ("bot.parse.exim", "parse_exim_line"),
     "unframe": ("bot.parse.framing", "unframe"),
     "parse_haraka_line": ("bot.parse.haraka", "parse_haraka_line"),
@@ -80,7 +82,7 @@ class ParseResult:
             counter["parsed"] += 1
             counter["relevant"] += event.kind in RELEVANT_KINDS
         for item in self.unparsed:
-            stats.setdefault(sniff_line(item.text) or "unknown", Counter())["unparsed"] += 1
+            stats.setdefault(_load("sniff_line")(item.text) or "unknown", Counter())["unparsed"] += 1
         self.format_stats = stats
 
 
@@ -116,7 +118,7 @@ def parse_line(line: str, kind: str | None = "sniff") -> tuple[str, dict, int] |
     """(format, event fields, quality) for one logical line; quality 2 = fully understood,
     1 = framing understood but not the message (kept as an 'info' event)."""
     if kind == "sniff":
-        kind = sniff_line(line)
+        kind = _load("sniff_line")(line)
     if kind == "exim":
         # "2026-11-28 10:15:02 host program[pid]: ..." is syslog with an ISO stamp, not Exim:
         # only a real syslog header makes the syslog grammar win (Exim's fields never fit one).
@@ -164,7 +166,7 @@ def _clean(line: str) -> str:
 
 
 def parse_text(text: str) -> ParseResult:
-    if looks_like_bounce(text):
+    if _load("looks_like_bounce")(text):
         from bot.parse.bounce import parse_bounce
 
         return parse_bounce(text)
@@ -224,7 +226,7 @@ def _parse_lines(lines: list[str], first_line: int = 1, skip=None, tally: bool =
             result.events.append(make_event(number, line, fmt, values))
             last = None
             continue
-        kind = sniff_line(inner)
+        kind = _load("sniff_line")(inner)
         if kind is None and inner is line and last is not None and _try_unwrap(result, last, line):
             continue
         parsed = parse_line(inner, kind)
