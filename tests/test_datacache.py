@@ -89,7 +89,7 @@ def test_regexes_derived_from_a_grammar_follow_the_code_that_derives_them(tmp_pa
     assert derived_regexes("paths", derive, str(code)) == {"path": "PATH = 1"}
     assert derived_regexes("paths", derive, str(code)) == {"path": "PATH = 1"}
     assert builds == ["PATH = 1"]
-    code.write_text("PATH = 2")  # the grammars and Lark's version are in the key the same way
+    code.write_text("PATH = 2")  # Lark's version is in the key the same way, the grammars by their digest
     assert derived_regexes("paths", derive, str(code)) == {"path": "PATH = 2"}
     assert [p.parts[-2:] for p in _lark_files()] == [("lark", "__init__.py")]
 

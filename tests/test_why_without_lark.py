@@ -135,5 +135,6 @@ def test_the_regexes_read_from_the_cache_are_the_ones_the_grammar_gives():
     from bot.parse import postfix, reply, syslog
 
     assert postfix._token_path_regexes() == postfix._derive_token_path_regexes()
-    assert reply._plain_reply_path().pattern == reply._derive_plain_reply_path()["plain_reply"]
+    assert reply._plain_reply_path().pattern == reply._derive_reply_regexes()["plain_reply"]
+    assert reply._reply_regexes() == reply._derive_reply_regexes()
     assert syslog._bsd_header_regex().pattern == syslog._derive_bsd_header()["bsd_header"]

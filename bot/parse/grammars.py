@@ -187,6 +187,8 @@ def derived_regexes(name: str, build: Callable[[], dict[str, str]], code: str) -
     """The regexes BUILD derives from the grammars' terminals (token paths, which load a parser
     and so Lark), from the data cache when an earlier run derived them from the same grammars,
     the same CODE (the file of the module they belong to), this module and the same Lark. The
-    grammar stays their one definition: the cache only remembers what was derived from it."""
-    sources = [*grammar_dir().glob("*.lark"), Path(code), Path(__file__), *_lark_files()]
-    return cached(f"regexes-{name}", sources, build)
+    grammar stays their one definition: the cache only remembers what was derived from it.
+    The grammars are in the key by their digest, read once per process for all of these caches
+    and Lark's tables alike."""
+    sources = [Path(code), Path(__file__), *_lark_files()]
+    return cached(f"regexes-{name}", sources, build, key=_grammars_digest().encode())

@@ -131,10 +131,10 @@ def _reply_start() -> re.Pattern:
 
 @cache
 def _reply_regexes() -> dict[str, str]:
-    return derived_regexes("reply", _derive_plain_reply_path, __file__)
+    return derived_regexes("reply", _derive_reply_regexes, __file__)
 
 
-def _derive_plain_reply_path() -> dict[str, str]:
+def _derive_reply_regexes() -> dict[str, str]:
     lark = parser("reply", ReplyTransformer)
     host_said = token_path(lark, token_pattern(lark, "HOST"), token_pattern(lark, "PEER_HOST", "peer"), "said:")
     path = token_path(
