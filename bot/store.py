@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from bot import store_location
 from bot.model import Delivery
 from bot.store_backends import StoreError, one_line, open_backend
 from bot.store_rows import (
@@ -35,7 +36,7 @@ from bot.store_schema import AUDIT_COLUMNS, FEEDBACK_COLUMNS, LOOKUP_INDEXES, SC
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Position", "Store", "StoreError", "open_store"]
 
-DEFAULT_DB = Path("whyfailed.db")
+DEFAULT_DB = Path(store_location.DEFAULT_DB)  # the one default, which the settings use too
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
