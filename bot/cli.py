@@ -437,6 +437,10 @@ def _configured_files(name: str) -> list[str]:
 
 
 def _configured_names(args: tuple[str, ...]) -> list[str]:
+    from bot.sources.configured import sources_may_be_configured
+
+    if not sources_may_be_configured():
+        return []
     from bot.sources.config import SourceConfigError, load_sources
     from bot.sources.files import expand
 
