@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +33,15 @@ _BATCH = 3  # chunks written in one transaction, when the workers have them read
 # took them all, and the cores were idle for 1.4 s of a 1M-line ingest's 25 (sampled every
 # 0.25 s); memory stays bounded (see CHUNK_LINES).
 _LOOKAHEAD = 4
-# Logs at least this big, ingested into an index with no story yet, fill it before its lookup
-# indexes are built (Store.lookup_indexes_deferred); smaller ones cost little either way.
-DEFER_INDEXES_FROM = 16 << 20
+# Logs at least this big are a bulk load, written for throughput: their chunks are committed
+# together every COMMIT_EVERY seconds (Store.grouped_commits), and into an index with no story
+# yet they are written before its lookup indexes are built (Store.lookup_indexes_deferred).
+# Smaller ones cost little either way, and are committed chunk by chunk.
+BULK_FROM = 16 << 20
+# 1M-line log: committing every 3 s instead of every batch of chunks wrote 40% fewer pages and
+# took 1.3 s off 20.6 (the main process's CPU: 9.5 -> 8.7 s). A `kill -9` loses at most that
+# much work, which the next run reads again; other readers see the index that much later.
+COMMIT_EVERY = 3.0
 
 
 @contextmanager
@@ -246,14 +252,17 @@ def ingest_paths(
     on_progress: Callable[[int], None] | None = None,
     chunk_lines: int = CHUNK_LINES,
     prefilter: bool = True,
-    defer_indexes_from: int = DEFER_INDEXES_FROM,
+    bulk_from: int = BULK_FROM,
+    commit_every: float = COMMIT_EVERY,
 ) -> IngestStats:
     stats = IngestStats()
     started = time.perf_counter()
     fix_mmap_threshold()  # (and in each worker: see bot/malloc.py)
     planned = [(pattern, expand(pattern)) for pattern in patterns]
     size = sum(_size(path) for _, paths in planned for path in paths)
-    with store.lookup_indexes_deferred(defer=size >= defer_indexes_from) as deferred:
+    bulk = size >= bulk_from
+    grouped = store.grouped_commits(commit_every) if bulk else nullcontext()
+    with store.lookup_indexes_deferred(defer=bulk) as deferred, grouped:
         stats.deferred_indexes = deferred
         for pattern, paths in planned:
             for path in paths:

@@ -114,6 +114,17 @@ class Store:
             if deferred:
                 self.build_lookup_indexes()
 
+    @contextmanager
+    def grouped_commits(self, seconds: float):
+        """Writes that follow one another committed together, every SECONDS at most (SQLite: see
+        SQLiteBackend.grouped_commits); each write stays whole, its position with its rows.
+        PostgreSQL commits each: a write there is retried alone when the connection breaks."""
+        if self.kind != "sqlite":
+            yield
+            return
+        with self.backend.grouped_commits(seconds):
+            yield
+
     def build_lookup_indexes(self) -> list[str]:
         """Build the lookup indexes that are missing; returns their names."""
         missing = self.missing_lookup_indexes()

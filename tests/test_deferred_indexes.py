@@ -54,8 +54,8 @@ def test_the_lookup_indexes_are_those_the_schema_builds(tmp_path):
 def test_a_new_index_filled_first_is_the_index_kept_up_story_by_story(tmp_path):
     log = _write_log(tmp_path / "mail.log", 12000, seed=5)
     deferred_db, kept_db = tmp_path / "deferred.db", tmp_path / "kept.db"
-    deferred = ingest_paths(Store(deferred_db), [str(log)], source="s", chunk_lines=1500, defer_indexes_from=0)
-    kept = ingest_paths(Store(kept_db), [str(log)], source="s", chunk_lines=1500, defer_indexes_from=NEVER)
+    deferred = ingest_paths(Store(deferred_db), [str(log)], source="s", chunk_lines=1500, bulk_from=0)
+    kept = ingest_paths(Store(kept_db), [str(log)], source="s", chunk_lines=1500, bulk_from=NEVER)
     assert deferred.deferred_indexes and not kept.deferred_indexes
     assert deferred.deliveries == kept.deliveries > 1000
     assert _dump(deferred_db) == _dump(kept_db)
@@ -65,7 +65,7 @@ def test_a_new_index_filled_first_is_the_index_kept_up_story_by_story(tmp_path):
     assert any("idx_deliveries_recipient_lc" in row[-1] for row in plan), plan
     # an index that holds stories already keeps its indexes up as it goes
     more = _write_log(tmp_path / "more.log", 3000, seed=6)
-    assert not ingest_paths(Store(deferred_db), [str(more)], source="t", defer_indexes_from=0).deferred_indexes
+    assert not ingest_paths(Store(deferred_db), [str(more)], source="t", bulk_from=0).deferred_indexes
 
 
 def test_lookups_answer_the_same_while_the_indexes_are_left_out(tmp_path):
@@ -91,7 +91,7 @@ def test_the_indexes_are_built_when_ingest_stops_half_way(tmp_path):
         raise KeyboardInterrupt  # Ctrl-C after the first chunk was written
 
     with pytest.raises(KeyboardInterrupt):
-        ingest_paths(Store(db), [str(log)], source="s", on_progress=interrupted, chunk_lines=1000, defer_indexes_from=0)
+        ingest_paths(Store(db), [str(log)], source="s", on_progress=interrupted, chunk_lines=1000, bulk_from=0)
     assert _lookup_indexes(db) == set(LOOKUP_INDEXES)
     with sqlite3.connect(db) as connection:
         (lines,) = connection.execute("select lines from positions").fetchone()
@@ -100,7 +100,7 @@ def test_the_indexes_are_built_when_ingest_stops_half_way(tmp_path):
 
 def test_postgresql_keeps_its_indexes_up_as_it_goes(pg_url, tmp_path):
     log = _write_log(tmp_path / "mail.log", 2000, seed=10)
-    stats = ingest_paths(Store(pg_url), [str(log)], source="s", defer_indexes_from=0)
+    stats = ingest_paths(Store(pg_url), [str(log)], source="s", bulk_from=0)
     assert not stats.deferred_indexes and stats.deliveries > 0
 
 
@@ -108,12 +108,13 @@ _LOAD = """
 import sys
 from bot.ingest import ingest_paths
 from bot.store import Store
-ingest_paths(Store(sys.argv[1]), [sys.argv[2]], source="s", chunk_lines=1000, defer_indexes_from=0)
+ingest_paths(Store(sys.argv[1]), [sys.argv[2]], source="s", chunk_lines=1000, bulk_from=0, commit_every=0.2)
 """
 
 
 @pytest.mark.slow
 def test_a_load_killed_before_it_built_the_indexes_is_mended_by_the_next_ingest(tmp_path):
+    # (a bulk load: its commits are grouped, every 0.2 s here, so that some land before the kill)
     log = _write_log(tmp_path / "mail.log", 40000, seed=11)
     db = tmp_path / "i.db"
     process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_LOAD), str(db), str(log)], cwd=REPO)
@@ -123,24 +124,24 @@ def test_a_load_killed_before_it_built_the_indexes_is_mended_by_the_next_ingest(
     process.wait()
     assert _lookup_indexes(db) == set()  # killed mid-load: left out, and lookups still answer by reading the table
     assert Store(db).find("nobody@example.invalid") == []
-    stats = ingest_paths(Store(db), [str(log)], source="s", chunk_lines=1000, defer_indexes_from=0)
+    stats = ingest_paths(Store(db), [str(log)], source="s", chunk_lines=1000, bulk_from=0)
     assert not stats.deferred_indexes  # the index holds stories: it is not new any more
     assert _lookup_indexes(db) == set(LOOKUP_INDEXES)
     clean = tmp_path / "clean.db"
-    ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, defer_indexes_from=NEVER)
+    ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, bulk_from=NEVER)
     assert _dump(db) == _dump(clean)
 
 
 @pytest.mark.slow
 def test_ingest_says_when_it_built_the_lookup_indexes_at_the_end(tmp_path, run_cli):
-    # The CLI defers from DEFER_INDEXES_FROM (16 MB) on: a log just past it, and one well below.
-    from bot.ingest import DEFER_INDEXES_FROM
+    # The CLI defers from BULK_FROM (16 MB) on: a log just past it, and one well below.
+    from bot.ingest import BULK_FROM
 
     big = tmp_path / "big.log"
     with open(big, "w") as handle:
         for line in generate_mix(10**7, seed=17):
             handle.write(line + "\n")
-            if handle.tell() > DEFER_INDEXES_FROM:
+            if handle.tell() > BULK_FROM:
                 break
     small = _write_log(tmp_path / "small.log", 2000, seed=17)
     said = "its lookup indexes were built once, after the lines"

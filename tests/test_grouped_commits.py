@@ -1,0 +1,138 @@
+"""Grouped commits (Store.grouped_commits, used by a bulk ingest): chunks written one after
+another are committed together, each still whole with its position, so that whatever ends the
+group (its time, the end of the load, a failure, a Ctrl-C) the index holds each line once."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.ingest import IngestStats, ingest_paths, parse_block, write_batch
+from bot.store import Position, Store
+
+from .conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from generate_postfix_log import generate_mix  # noqa: E402
+
+NEVER = 1 << 60  # a bulk threshold no test log reaches: chunks committed one by one
+
+
+def _log(path: Path, lines: int, seed: int) -> Path:
+    path.write_text("\n".join(generate_mix(lines, seed=seed)) + "\n")
+    return path
+
+
+def _chunks(log: Path, size: int) -> list[tuple]:
+    """The log's chunks of SIZE lines, parsed, each with the position after it."""
+    lines = log.read_bytes().splitlines(keepends=True)
+    chunks, offset = [], 0
+    for start in range(0, len(lines), size):
+        data = b"".join(lines[start : start + size])
+        offset += len(data)
+        position = Position(str(log), 1, offset, start + len(lines[start : start + size]))
+        chunks.append((parse_block(data, start + 1, True, "s"), position))
+    return chunks
+
+
+def _seen_by_another_reader(db: Path) -> tuple[int, int | None]:
+    """(stories, lines of the saved position) as a second connection sees them: only what was committed."""
+    with sqlite3.connect(db) as connection:
+        stories = connection.execute("select count(*) from deliveries").fetchone()[0]
+        position = connection.execute("select lines from positions").fetchone()
+    return stories, position[0] if position else None
+
+
+def _dump(db: Path) -> dict:
+    with sqlite3.connect(db) as connection:
+        return {t: sorted(connection.execute(f"select * from {t}")) for t in ("deliveries", "attempts", "messages")}
+
+
+def test_a_group_is_committed_when_it_ends_and_not_before(tmp_path):
+    log = _log(tmp_path / "mail.log", 3000, seed=21)
+    db = tmp_path / "i.db"
+    store = Store(db)
+    first, second = _chunks(log, 1500)
+    with store.grouped_commits(3600):
+        write_batch(store, "s", [first], IngestStats())
+        write_batch(store, "s", [second], IngestStats())
+        assert _seen_by_another_reader(db) == (0, None)  # nothing committed yet
+        assert store.position(str(log)).lines == 3000  # the writer reads its own writes
+        assert store.find(first[0].rows.deliveries[0][6])  # (and answers lookups from them)
+    stories, lines = _seen_by_another_reader(db)
+    assert stories > 100 and lines == 3000
+
+
+def test_a_group_commits_once_its_time_has_come(tmp_path):
+    log = _log(tmp_path / "mail.log", 4500, seed=22)
+    db = tmp_path / "i.db"
+    store = Store(db)
+    first, second, third = _chunks(log, 1500)
+    with store.grouped_commits(0.3):
+        write_batch(store, "s", [first], IngestStats())
+        assert _seen_by_another_reader(db)[1] is None
+        time.sleep(0.35)
+        write_batch(store, "s", [second], IngestStats())  # the first write that ends after the time
+        assert _seen_by_another_reader(db)[1] == 3000
+        write_batch(store, "s", [third], IngestStats())  # the next group has only begun
+        assert _seen_by_another_reader(db)[1] == 3000
+    assert _seen_by_another_reader(db)[1] == 4500
+
+
+def test_a_failed_write_rolls_back_its_group_and_the_next_run_indexes_each_line_once(tmp_path):
+    log = _log(tmp_path / "mail.log", 6000, seed=23)
+    db, clean = tmp_path / "i.db", tmp_path / "clean.db"
+    store = Store(db)
+    # a real SQLite failure in the fourth chunk's write: a trigger refuses one of its stories
+    refused = _chunks(log, 1000)[3][0].rows.deliveries[0][0]
+    store.backend.execute(
+        "create trigger refuse before insert on deliveries when new.id = ? begin select raise(abort, 'refused'); end".replace(
+            "?", "'" + refused.replace("'", "''") + "'"
+        )
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        ingest_paths(store, [str(log)], source="s", chunk_lines=1000, bulk_from=0, commit_every=3600)
+    assert _seen_by_another_reader(db) == (0, None)  # the group, its first chunks too, was rolled back
+    store.backend.execute("drop trigger refuse")
+    again = ingest_paths(store, [str(log)], source="s", chunk_lines=1000, bulk_from=0, commit_every=3600)
+    assert again.lines == 6000
+    ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, bulk_from=NEVER)
+    assert _dump(db) == _dump(clean)
+
+
+def test_a_stop_between_writes_commits_the_chunks_written(tmp_path):
+    log = _log(tmp_path / "mail.log", 6000, seed=24)
+    db, clean = tmp_path / "i.db", tmp_path / "clean.db"
+    store = Store(db)
+    written = []
+
+    def stop_after_two(size: int) -> None:
+        written.append(size)
+        if len(written) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths(
+            store, [str(log)], source="s", on_progress=stop_after_two, chunk_lines=1000, bulk_from=0, commit_every=3600
+        )
+    # committed as the group ended, though its time had not come: the two chunks reported, and
+    # any written with them (the workers may have had a batch of up to three ready)
+    lines = _seen_by_another_reader(db)[1]
+    assert lines % 1000 == 0 and 2000 <= lines < 6000, lines
+    ingest_paths(store, [str(log)], source="s", chunk_lines=1000, bulk_from=0)
+    ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, bulk_from=NEVER)
+    assert _dump(db) == _dump(clean)
+
+
+def test_only_a_bulk_load_groups_its_commits(tmp_path):
+    log = _log(tmp_path / "mail.log", 3000, seed=25)
+    db = tmp_path / "i.db"
+    store = Store(db)
+    seen = []
+    progress = lambda _size: seen.append(_seen_by_another_reader(db)[1])  # noqa: E731
+    ingest_paths(store, [str(log)], source="s", on_progress=progress, chunk_lines=1000, bulk_from=NEVER)
+    assert seen == [1000, 2000, 3000]  # each chunk committed as it was written
