@@ -89,10 +89,10 @@ def test_a_failed_write_rolls_back_its_group_and_the_next_run_indexes_each_line_
     store = Store(db)
     # a real SQLite failure in the fourth chunk's write: a trigger refuses one of its stories
     refused = _chunks(log, 1000)[3][0].rows.deliveries[0][0]
+    quoted = "'" + refused.replace("'", "''") + "'"  # (a trigger's body takes no parameters)
     store.backend.execute(
-        "create trigger refuse before insert on deliveries when new.id = ? begin select raise(abort, 'refused'); end".replace(
-            "?", "'" + refused.replace("'", "''") + "'"
-        )
+        f"create trigger refuse before insert on deliveries when new.id = {quoted} "
+        "begin select raise(abort, 'refused'); end"
     )
     with pytest.raises(sqlite3.IntegrityError, match="refused"):
         ingest_paths(store, [str(log)], source="s", chunk_lines=1000, bulk_from=0, commit_every=3600)
