@@ -87,11 +87,11 @@ def read_chunks(
                 _skip(handle, offset)
             else:
                 handle.seek(offset)
-        buffer = bytearray()
+        buffer, count = bytearray(), 0  # count: the newlines in buffer
         while True:
             data = handle.read(block)
             buffer += data
-            count = buffer.count(b"\n")
+            count += data.count(b"\n")  # (the new block only: what is left of the buffer was counted)
             while count >= chunk_lines or (not data and count):
                 take = min(count, chunk_lines)
                 cut = take_lines(buffer, take, count)
