@@ -24,6 +24,10 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 PAGE_SIZE = 16384
 WAL_CHECKPOINT_PAGES = 4000
 CACHE_BYTES = 16 << 20  # ingest's whole budget, workers included, is 200 MB
+# A writer that waits for the lock (busy_timeout) tries again every 100 ms at most (SQLite's
+# default busy handler): a group of commits (grouped_commits), which keeps the lock between
+# its writes, leaves it free this long after each commit, so that other writers get their turn.
+LOCK_FREE_AFTER_GROUP = 0.15
 
 
 class StoreError(Exception):
@@ -62,7 +66,7 @@ class SQLiteBackend:
     def __init__(self, path: str | Path, timeout: float = 30.0):
         self.path = Path(path)
         self.where = str(self.path)
-        self._commit_every, self._commit_due = 0.0, None  # set by grouped_commits
+        self._commit_every, self._commit_due, self._committed_at = 0.0, None, 0.0  # set by grouped_commits
         try:
             connection = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
             # No sqlite-utils plugins: the index's queries call no function one would add, and
@@ -130,6 +134,10 @@ class SQLiteBackend:
         Within grouped_commits, a transaction joins the one left open, and commits it when due."""
         connection = self.db.conn
         if not connection.in_transaction:
+            if self._commit_due is not None:  # a group's next transaction: the lock stays free a moment first
+                pause = self._committed_at + LOCK_FREE_AFTER_GROUP - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
             connection.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -139,7 +147,8 @@ class SQLiteBackend:
         if self._commit_due is None or time.monotonic() >= self._commit_due:
             connection.execute("COMMIT")
             if self._commit_due is not None:
-                self._commit_due = time.monotonic() + self._commit_every
+                self._committed_at = time.monotonic()
+                self._commit_due = self._committed_at + self._commit_every
 
     @contextmanager
     def grouped_commits(self, seconds: float) -> Iterator[None]:
@@ -150,8 +159,11 @@ class SQLiteBackend:
         A commit writes each page it changed to the WAL once, however many rows changed it, and
         ingest's stories land at random places in the keys' indexes: committed chunk by chunk,
         a 1M-line log wrote 1.8 GB of pages for an index of 164 MB. Other connections see
-        what was written up to the last commit."""
+        what was written up to the last commit, and other writers (the bot's audit rows, a
+        follower) write between two groups: after each commit the lock stays free for
+        LOCK_FREE_AFTER_GROUP, longer than SQLite's busy handler sleeps between its tries."""
         self._commit_every, self._commit_due = seconds, time.monotonic() + seconds
+        self._committed_at = float("-inf")
         try:
             yield
         finally:

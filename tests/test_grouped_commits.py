@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,3 +137,39 @@ def test_only_a_bulk_load_groups_its_commits(tmp_path):
     progress = lambda _size: seen.append(_seen_by_another_reader(db)[1])  # noqa: E731
     ingest_paths(store, [str(log)], source="s", on_progress=progress, chunk_lines=1000, bulk_from=NEVER)
     assert seen == [1000, 2000, 3000]  # each chunk committed as it was written
+
+
+def test_other_writers_get_their_turn_between_groups(tmp_path):
+    """A bulk writer with chunks always ready keeps the lock between its writes; the bot's audit
+    rows (another connection, waiting on the lock as SQLite does) still get in, between groups."""
+    log = _log(tmp_path / "mail.log", 3000, seed=26)
+    chunks = _chunks(log, 500)
+    db = tmp_path / "i.db"
+    Store(db).close()
+    stop, started, errors = threading.Event(), threading.Event(), []
+
+    def bulk_writer() -> None:
+        store = Store(db)  # (a connection belongs to its thread)
+        try:
+            with store.grouped_commits(0.3):
+                while not stop.is_set():
+                    for chunk in chunks:  # written again and again: the keys make it change nothing
+                        write_batch(store, "s", [chunk], IngestStats())
+                        started.set()
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            store.close()
+
+    writer = threading.Thread(target=bulk_writer)
+    writer.start()
+    try:
+        assert started.wait(30)
+        other = Store(db, timeout=3)  # waits at most 3 s for the lock, then fails: "database is locked"
+        for number in range(5):
+            other.record_audit("slack", "U1", "C1", f"why q{number}@example.com", "answered")
+        assert len(other.audit_rows()) == 5
+    finally:
+        stop.set()
+        writer.join()
+    assert not errors
