@@ -133,8 +133,9 @@ class SQLiteBackend:
         """All or nothing. `lock` is for PostgreSQL's per-source lock; SQLite has one writer anyway.
         Within grouped_commits, a transaction joins the one left open, and commits it when due."""
         connection = self.db.conn
-        if not connection.in_transaction:
-            if self._commit_due is not None:  # a group's next transaction: the lock stays free a moment first
+        grouped = self._commit_due is not None
+        if not (grouped and connection.in_transaction):  # (outside a group, a nested one fails as ever)
+            if grouped:  # a group's next transaction: the lock stays free a moment first
                 pause = self._committed_at + LOCK_FREE_AFTER_GROUP - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
@@ -144,9 +145,9 @@ class SQLiteBackend:
         except BaseException:
             connection.execute("ROLLBACK")  # (in a group: the transactions it joined too)
             raise
-        if self._commit_due is None or time.monotonic() >= self._commit_due:
+        if not grouped or time.monotonic() >= self._commit_due:
             connection.execute("COMMIT")
-            if self._commit_due is not None:
+            if grouped:
                 self._committed_at = time.monotonic()
                 self._commit_due = self._committed_at + self._commit_every
 
@@ -179,7 +180,7 @@ class SQLiteBackend:
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """A read transaction: in WAL mode its reads see one committed state, whatever writers do meanwhile."""
-        if self.db.conn.in_transaction:  # a group's open write transaction (grouped_commits) reads one state
+        if self._commit_due is not None and self.db.conn.in_transaction:  # a group's open transaction: one state
             yield
             return
         self.db.conn.execute("BEGIN")

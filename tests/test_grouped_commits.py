@@ -131,12 +131,20 @@ def test_a_stop_between_writes_commits_the_chunks_written(tmp_path):
 
 def test_only_a_bulk_load_groups_its_commits(tmp_path):
     log = _log(tmp_path / "mail.log", 3000, seed=25)
-    db = tmp_path / "i.db"
-    store = Store(db)
-    seen = []
-    progress = lambda _size: seen.append(_seen_by_another_reader(db)[1])  # noqa: E731
-    ingest_paths(store, [str(log)], source="s", on_progress=progress, chunk_lines=1000, bulk_from=NEVER)
-    assert seen == [1000, 2000, 3000]  # each chunk committed as it was written
+
+    def committed_as_reported(db: Path, bulk_from: int) -> list[int | None]:
+        """The lines committed, as another reader saw them, each time a chunk was reported written."""
+        seen: list[int | None] = []
+        progress = lambda _size: seen.append(_seen_by_another_reader(db)[1])  # noqa: E731
+        ingest_paths(Store(db), [str(log)], "s", progress, chunk_lines=1000, bulk_from=bulk_from, commit_every=3600)
+        return seen
+
+    # each chunk committed when it was written (with those of its batch, when the workers had several ready)
+    small = committed_as_reported(tmp_path / "small.db", bulk_from=NEVER)
+    assert len(small) == 3 and all(lines is not None and lines >= 1000 * n for n, lines in enumerate(small, 1))
+    # the same log as a bulk load: committed as the load ended
+    assert committed_as_reported(tmp_path / "bulk.db", bulk_from=0) == [None, None, None]
+    assert _seen_by_another_reader(tmp_path / "bulk.db")[1] == 3000
 
 
 def test_other_writers_get_their_turn_between_groups(tmp_path):
@@ -173,3 +181,12 @@ def test_other_writers_get_their_turn_between_groups(tmp_path):
         stop.set()
         writer.join()
     assert not errors
+
+
+def test_outside_a_group_a_transaction_joins_none(tmp_path):
+    store = Store(tmp_path / "i.db")
+    with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+        with store.transaction(), store.transaction():
+            pass
+    with store.grouped_commits(3600), store.transaction(), store.transaction():
+        pass  # in a group, the second joins the first
