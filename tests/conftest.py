@@ -108,6 +108,24 @@ def offline_resolver(tmp_path_factory):
     yield from start_unbound(tmp_path_factory, OFFLINE_CONF)
 
 
+def write_mix_log(path: Path, lines: int, seed: int) -> Path:
+    """A generated Postfix log of LINES lines at PATH (benchmarks/generate_postfix_log.py's mix)."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    from generate_postfix_log import generate_mix
+
+    path.write_text("\n".join(generate_mix(lines, seed=seed)) + "\n")
+    return path
+
+
+def index_tables(db) -> dict:
+    """The stories, attempts and message facts of the SQLite index at DB, each table's rows sorted."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        return {t: sorted(connection.execute(f"select * from {t}")) for t in ("deliveries", "attempts", "messages")}
+
+
 def wait_for_indexed_offset(db, past: int, process, timeout: float = 120) -> int:
     """Poll the index at DB until a saved position lies beyond byte PAST of its log, while
     PROCESS (an ingest) runs; returns that offset, or 0 if the process ended or time ran out."""

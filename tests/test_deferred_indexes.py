@@ -18,7 +18,7 @@ from bot.ingest import IngestStats, ingest_paths, parse_block, write_batch
 from bot.store import Position, Store
 from bot.store_schema import LOOKUP_INDEXES
 
-from .conftest import REPO, wait_for_indexed_offset
+from .conftest import REPO, index_tables, wait_for_indexed_offset, write_mix_log
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from generate_postfix_log import generate_mix  # noqa: E402
@@ -26,23 +26,10 @@ from generate_postfix_log import generate_mix  # noqa: E402
 NEVER = 1 << 60  # a threshold no test log reaches: the indexes are kept up story by story
 
 
-def _write_log(path: Path, lines: int, seed: int) -> Path:
-    path.write_text("\n".join(generate_mix(lines, seed=seed)) + "\n")
-    return path
-
-
 def _lookup_indexes(db: Path) -> set[str]:
     with sqlite3.connect(db) as connection:
         rows = connection.execute("select name from sqlite_master where type = 'index' and tbl_name = 'deliveries'")
         return {name for (name,) in rows if not name.startswith("sqlite_autoindex")}
-
-
-def _dump(db: Path) -> dict:
-    with sqlite3.connect(db) as connection:
-        return {
-            table: sorted(connection.execute(f"select * from {table}"))
-            for table in ("deliveries", "attempts", "messages")
-        }
 
 
 def test_the_lookup_indexes_are_those_the_schema_builds(tmp_path):
@@ -52,24 +39,24 @@ def test_the_lookup_indexes_are_those_the_schema_builds(tmp_path):
 
 
 def test_a_new_index_filled_first_is_the_index_kept_up_story_by_story(tmp_path):
-    log = _write_log(tmp_path / "mail.log", 12000, seed=5)
+    log = write_mix_log(tmp_path / "mail.log", 12000, seed=5)
     deferred_db, kept_db = tmp_path / "deferred.db", tmp_path / "kept.db"
     deferred = ingest_paths(Store(deferred_db), [str(log)], source="s", chunk_lines=1500, bulk_from=0)
     kept = ingest_paths(Store(kept_db), [str(log)], source="s", chunk_lines=1500, bulk_from=NEVER)
     assert deferred.deferred_indexes and not kept.deferred_indexes
     assert deferred.deliveries == kept.deliveries > 1000
-    assert _dump(deferred_db) == _dump(kept_db)
+    assert index_tables(deferred_db) == index_tables(kept_db)
     assert _lookup_indexes(deferred_db) == _lookup_indexes(kept_db) == set(LOOKUP_INDEXES)
     with sqlite3.connect(deferred_db) as connection:
         plan = connection.execute("explain query plan select id from deliveries where recipient_lc = 'x'").fetchall()
     assert any("idx_deliveries_recipient_lc" in row[-1] for row in plan), plan
     # an index that holds stories already keeps its indexes up as it goes
-    more = _write_log(tmp_path / "more.log", 3000, seed=6)
+    more = write_mix_log(tmp_path / "more.log", 3000, seed=6)
     assert not ingest_paths(Store(deferred_db), [str(more)], source="t", bulk_from=0).deferred_indexes
 
 
 def test_lookups_answer_the_same_while_the_indexes_are_left_out(tmp_path):
-    log = _write_log(tmp_path / "mail.log", 3000, seed=8)
+    log = write_mix_log(tmp_path / "mail.log", 3000, seed=8)
     store = Store(tmp_path / "i.db")
     chunk = parse_block(log.read_bytes(), 1, True, "s")
     address = chunk.rows.deliveries[0][6]  # a recipient of the log (DELIVERY_COLUMNS: recipient)
@@ -84,7 +71,7 @@ def test_lookups_answer_the_same_while_the_indexes_are_left_out(tmp_path):
 
 
 def test_the_indexes_are_built_when_ingest_stops_half_way(tmp_path):
-    log = _write_log(tmp_path / "mail.log", 6000, seed=9)
+    log = write_mix_log(tmp_path / "mail.log", 6000, seed=9)
     db = tmp_path / "i.db"
 
     def interrupted(_bytes: int) -> None:
@@ -99,7 +86,7 @@ def test_the_indexes_are_built_when_ingest_stops_half_way(tmp_path):
 
 
 def test_postgresql_keeps_its_indexes_up_as_it_goes(pg_url, tmp_path):
-    log = _write_log(tmp_path / "mail.log", 2000, seed=10)
+    log = write_mix_log(tmp_path / "mail.log", 2000, seed=10)
     stats = ingest_paths(Store(pg_url), [str(log)], source="s", bulk_from=0)
     assert not stats.deferred_indexes and stats.deliveries > 0
 
@@ -115,7 +102,7 @@ ingest_paths(Store(sys.argv[1]), [sys.argv[2]], source="s", chunk_lines=1000, bu
 @pytest.mark.slow
 def test_a_load_killed_before_it_built_the_indexes_is_mended_by_the_next_ingest(tmp_path):
     # (a bulk load: its commits are grouped, every 0.2 s here, so that some land before the kill)
-    log = _write_log(tmp_path / "mail.log", 40000, seed=11)
+    log = write_mix_log(tmp_path / "mail.log", 40000, seed=11)
     db = tmp_path / "i.db"
     process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_LOAD), str(db), str(log)], cwd=REPO)
     assert wait_for_indexed_offset(db, log.stat().st_size // 4, process)
@@ -129,7 +116,7 @@ def test_a_load_killed_before_it_built_the_indexes_is_mended_by_the_next_ingest(
     assert _lookup_indexes(db) == set(LOOKUP_INDEXES)
     clean = tmp_path / "clean.db"
     ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, bulk_from=NEVER)
-    assert _dump(db) == _dump(clean)
+    assert index_tables(db) == index_tables(clean)
 
 
 @pytest.mark.slow
@@ -143,7 +130,7 @@ def test_ingest_says_when_it_built_the_lookup_indexes_at_the_end(tmp_path, run_c
             handle.write(line + "\n")
             if handle.tell() > BULK_FROM:
                 break
-    small = _write_log(tmp_path / "small.log", 2000, seed=17)
+    small = write_mix_log(tmp_path / "small.log", 2000, seed=17)
     said = "its lookup indexes were built once, after the lines"
     done = run_cli("ingest", str(big), "--db", str(tmp_path / "big.db"))
     assert done.returncode == 0, done.stderr.decode()

@@ -5,7 +5,6 @@ group (its time, the end of the load, a failure, a Ctrl-C) the index holds each 
 from __future__ import annotations
 
 import sqlite3
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,17 +14,9 @@ import pytest
 from bot.ingest import IngestStats, ingest_paths, parse_block, write_batch
 from bot.store import Position, Store
 
-from .conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from generate_postfix_log import generate_mix  # noqa: E402
+from .conftest import index_tables, write_mix_log
 
 NEVER = 1 << 60  # a bulk threshold no test log reaches: chunks committed one by one
-
-
-def _log(path: Path, lines: int, seed: int) -> Path:
-    path.write_text("\n".join(generate_mix(lines, seed=seed)) + "\n")
-    return path
 
 
 def _chunks(log: Path, size: int) -> list[tuple]:
@@ -48,13 +39,8 @@ def _seen_by_another_reader(db: Path) -> tuple[int, int | None]:
     return stories, position[0] if position else None
 
 
-def _dump(db: Path) -> dict:
-    with sqlite3.connect(db) as connection:
-        return {t: sorted(connection.execute(f"select * from {t}")) for t in ("deliveries", "attempts", "messages")}
-
-
 def test_a_group_is_committed_when_it_ends_and_not_before(tmp_path):
-    log = _log(tmp_path / "mail.log", 3000, seed=21)
+    log = write_mix_log(tmp_path / "mail.log", 3000, seed=21)
     db = tmp_path / "i.db"
     store = Store(db)
     first, second = _chunks(log, 1500)
@@ -69,7 +55,7 @@ def test_a_group_is_committed_when_it_ends_and_not_before(tmp_path):
 
 
 def test_a_group_commits_once_its_time_has_come(tmp_path):
-    log = _log(tmp_path / "mail.log", 4500, seed=22)
+    log = write_mix_log(tmp_path / "mail.log", 4500, seed=22)
     db = tmp_path / "i.db"
     store = Store(db)
     first, second, third = _chunks(log, 1500)
@@ -85,7 +71,7 @@ def test_a_group_commits_once_its_time_has_come(tmp_path):
 
 
 def test_a_failed_write_rolls_back_its_group_and_the_next_run_indexes_each_line_once(tmp_path):
-    log = _log(tmp_path / "mail.log", 6000, seed=23)
+    log = write_mix_log(tmp_path / "mail.log", 6000, seed=23)
     db, clean = tmp_path / "i.db", tmp_path / "clean.db"
     store = Store(db)
     # a real SQLite failure in the fourth chunk's write: a trigger refuses one of its stories
@@ -102,11 +88,11 @@ def test_a_failed_write_rolls_back_its_group_and_the_next_run_indexes_each_line_
     again = ingest_paths(store, [str(log)], source="s", chunk_lines=1000, bulk_from=0, commit_every=3600)
     assert again.lines == 6000
     ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, bulk_from=NEVER)
-    assert _dump(db) == _dump(clean)
+    assert index_tables(db) == index_tables(clean)
 
 
 def test_a_stop_between_writes_commits_the_chunks_written(tmp_path):
-    log = _log(tmp_path / "mail.log", 6000, seed=24)
+    log = write_mix_log(tmp_path / "mail.log", 6000, seed=24)
     db, clean = tmp_path / "i.db", tmp_path / "clean.db"
     store = Store(db)
     written = []
@@ -126,11 +112,11 @@ def test_a_stop_between_writes_commits_the_chunks_written(tmp_path):
     assert lines % 1000 == 0 and 2000 <= lines < 6000, lines
     ingest_paths(store, [str(log)], source="s", chunk_lines=1000, bulk_from=0)
     ingest_paths(Store(clean), [str(log)], source="s", chunk_lines=1000, bulk_from=NEVER)
-    assert _dump(db) == _dump(clean)
+    assert index_tables(db) == index_tables(clean)
 
 
 def test_only_a_bulk_load_groups_its_commits(tmp_path):
-    log = _log(tmp_path / "mail.log", 3000, seed=25)
+    log = write_mix_log(tmp_path / "mail.log", 3000, seed=25)
 
     def committed_as_reported(db: Path, bulk_from: int) -> list[int | None]:
         """The lines committed, as another reader saw them, each time a chunk was reported written."""
@@ -150,7 +136,7 @@ def test_only_a_bulk_load_groups_its_commits(tmp_path):
 def test_other_writers_get_their_turn_between_groups(tmp_path):
     """A bulk writer with chunks always ready keeps the lock between its writes; the bot's audit
     rows (another connection, waiting on the lock as SQLite does) still get in, between groups."""
-    log = _log(tmp_path / "mail.log", 3000, seed=26)
+    log = write_mix_log(tmp_path / "mail.log", 3000, seed=26)
     chunks = _chunks(log, 500)
     db = tmp_path / "i.db"
     Store(db).close()
