@@ -17,16 +17,11 @@ from bot.render.json import render_json
 from bot.render.text import render_text
 from bot.why import why_from_logs
 
-from .conftest import FIXTURES, REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from generate_postfix_log import generate_mix  # noqa: E402
+from .conftest import FIXTURES, REPO, write_mix_log
 
 
 def _busy_log(tmp_path: Path) -> Path:
-    log = tmp_path / "mail.log"
-    log.write_text("\n".join(generate_mix(6000, seed=21)) + "\n")
-    return log
+    return write_mix_log(tmp_path / "mail.log", 6000, seed=21)
 
 
 def _cyclic_garbage_of_why(logs: list[Path], target: str, render=render_text) -> int:

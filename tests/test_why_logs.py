@@ -107,16 +107,9 @@ def test_the_address_is_found_whatever_its_case_in_the_log(tmp_path, suffix, add
 
 
 def _busy_log(tmp_path):
-    import sys
+    from .conftest import write_mix_log
 
-    from .conftest import REPO
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from generate_postfix_log import generate_mix
-
-    log = tmp_path / "mail.log"
-    log.write_text("\n".join(generate_mix(8000, seed=31)) + "\n")
-    return log
+    return write_mix_log(tmp_path / "mail.log", 8000, seed=31)
 
 
 def _read_twice(path, address):
