@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.correlate import correlate_events
-from bot.knowledge import load_articles
 from bot.malloc import fix_mmap_threshold
 from bot.parse import parse_lines
-from bot.rules import diagnose_brief
 from bot.sources.files import CHUNK_LINES, decode_lines, expand, inode_of, read_chunks
 from bot.store import Position, Store
 from bot.store_rows import ChunkRows, rows_for
@@ -141,18 +139,18 @@ class ParsedChunk:
 
 
 def parse_chunk(lines: list[str], first_line: int, prefilter: bool = True) -> ParsedChunk:
-    """The pure part of ingesting a chunk: parse, correlate, diagnose from what it holds.
+    """The pure part of ingesting a chunk: parse, and correlate the stories it holds.
     Runs in a worker process, so both cores parse while the main process writes.
-    `prefilter`: skip the lines the index never needs before any parsing (bot/parse/prefilter.py)."""
+    `prefilter`: skip the lines the index never needs before any parsing (bot/parse/prefilter.py).
+    No diagnosis: the index keeps what the log says, and a story is diagnosed when it is read,
+    by the knowledge base of that day (one that was stored would go stale with an edit of it;
+    none was ever read, and making them took a seventh of ingest's time)."""
     parsed = parse_lines(lines, first_line, skip_needless=prefilter, tally=False)
-    return _diagnosed(correlate_events(parsed.events), parsed.events, len(parsed.unparsed), len(lines))
+    return _correlated(parsed.events, len(parsed.unparsed), len(lines))
 
 
-def _diagnosed(deliveries: list, events: list, unparsed: int, lines: int) -> ParsedChunk:
-    articles = load_articles()
-    for delivery in deliveries:
-        delivery.diagnosis = diagnose_brief(delivery, articles)  # the index keeps id, title, confidence
-    return ParsedChunk(deliveries, _messages(events), unparsed, lines)
+def _correlated(events: list, unparsed: int, lines: int) -> ParsedChunk:
+    return ParsedChunk(correlate_events(events), _messages(events), unparsed, lines)
 
 
 def parse_block(data: bytes, first_line: int, prefilter: bool = True, source: str | None = None) -> ParsedChunk:
@@ -167,8 +165,8 @@ def parse_block(data: bytes, first_line: int, prefilter: bool = True, source: st
 
 def parse_events_chunk(events: list, unparsed: int, lines: int) -> ParsedChunk:
     """parse_chunk for sources that read their own records into events (journald's JSON):
-    correlate the events and diagnose the stories they tell."""
-    return _diagnosed(correlate_events(events), events, unparsed, lines)
+    correlate the stories the events tell."""
+    return _correlated(events, unparsed, lines)
 
 
 def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Position, stats: IngestStats) -> None:
@@ -177,18 +175,11 @@ def write_parsed(store: Store, source: str, parsed: ParsedChunk, position: Posit
 
 def write_batch(store: Store, source: str, batch: list[tuple[ParsedChunk, Position]], stats: IngestStats) -> None:
     """Consecutive chunks, in one transaction when the workers built their rows."""
-    articles = load_articles()
-
-    def diagnose(story):
-        return diagnose_brief(story, articles)
-
     if all(parsed.rows is not None for parsed, _ in batch):
-        stats.deliveries += store.write_rows_batch(
-            source, [(parsed.rows, position) for parsed, position in batch], diagnose
-        )
+        stats.deliveries += store.write_rows_batch(source, [(parsed.rows, position) for parsed, position in batch])
     else:
         for parsed, position in batch:
-            stats.deliveries += store.write_chunk(source, parsed.deliveries, parsed.messages, position, diagnose)
+            stats.deliveries += store.write_chunk(source, parsed.deliveries, parsed.messages, position)
     for parsed, _ in batch:
         stats.lines += parsed.lines
         stats.unparsed += parsed.unparsed

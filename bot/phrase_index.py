@@ -1,7 +1,7 @@
 """Which of many phrases occur in a text, without testing every phrase against it.
 
-The knowledge base holds about nine hundred rule phrases, and ingest scores every failed story
-it writes against all of them: one substring test per phrase cost more than the rest of the
+The knowledge base holds about nine hundred rule phrases, and diagnosing a whole log scores
+every failed story against all of them: one substring test per phrase cost more than the rest of the
 diagnosis. Each phrase is filed under one of its three-letter pieces (the rarest among all the
 phrases); a text's own pieces then name the few phrases worth testing, and only those are
 tested, with a plain substring test. So the answer is exact: an index of pieces can only leave

@@ -21,8 +21,9 @@ MAX_CONFIDENCE = 0.98  # a rule never makes a diagnosis certain
 FAILED = ("deferred", "bounced", "rejected", "expired", "unknown")
 
 
-# Not frozen: a frozen dataclass sets each field through object.__setattr__, and ingest makes
-# one of these for every story it writes. Nothing changes a Facts after Facts.of made it.
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and diagnosing a
+# whole log (`whyfailed diagnose` of a day's mail.log) makes one of these for every story.
+# Nothing changes a Facts after Facts.of made it.
 @dataclass(slots=True)
 class Facts:
     """What the rules read of one attempt: its status, stage, codes, text, vendor, direction."""
@@ -72,7 +73,7 @@ def score_rule(rule: Rule, facts: Facts) -> float:
     if rule.has_code is not None and rule.has_code != (facts.reply_code is not None or facts.enhanced is not None):
         return 0.0
     # phrases first: most rules fail there, so the longer unless/also lists are rarely read.
-    # map() over the bound `in` test: ingest scores every story it writes, and a generator
+    # map() over the bound `in` test: a whole log's diagnosis scores every story, and a generator
     # expression costs a Python frame per phrase.
     contains = facts.text.__contains__
     if rule.phrases and not any(map(contains, rule.phrases)):
@@ -138,7 +139,7 @@ def _plan(articles: dict[str, Article], status: str) -> _Plan:
 _PLANS: dict[int, tuple[dict, dict]] = {}
 
 
-_MAX_ANSWERS = 10_000  # per plan: a long ingest of varied replies must not grow without end
+_MAX_ANSWERS = 10_000  # per plan: a long-running bot's varied replies must not grow it without end
 
 
 def best_match(facts: Facts, articles: dict[str, Article], exclude: tuple[str, ...] = ()) -> tuple[Article, float]:
@@ -221,24 +222,6 @@ def classify_delivery(delivery: Delivery, articles: dict[str, Article]) -> tuple
         return articles["expired-in-queue"], 0.9
     final = delivery.final or Attempt(status="unknown")
     return best_match(Facts.of(final, delivery.status, delivery.direction), articles)
-
-
-def diagnose_brief(delivery: Delivery, articles: dict[str, Article] | None = None) -> Diagnosis:
-    """What an index keeps of a diagnosis (its id, title and confidence), without the summary,
-    next steps, code explanations and history that diagnose_delivery adds when a story is read:
-    ingest diagnoses every story it writes, and those parts cost more than the match itself."""
-    article, score = classify_delivery(delivery, articles or load_articles())
-    # One brief diagnosis per article and score, shared: it is frozen, and there are a few
-    # dozen of them against a million stories.
-    cached = _BRIEF.get((id(article), score))
-    if cached is None or cached[0] is not article:
-        if len(_BRIEF) >= _MAX_ANSWERS:
-            _BRIEF.clear()
-        cached = _BRIEF[(id(article), score)] = (article, _diagnosis(article, score, summary=""))
-    return cached[1]
-
-
-_BRIEF: dict[tuple[int, float], tuple[Article, Diagnosis]] = {}
 
 
 def _diagnosis(article: Article, score: float, **told) -> Diagnosis:

@@ -295,25 +295,24 @@ class Store:
     # --- writing --------------------------------------------------------------------------
 
     def write_chunk(
-        self, source: str, deliveries: list[Delivery], messages: list[dict], position: Position | None, diagnose
+        self, source: str, deliveries: list[Delivery], messages: list[dict], position: Position | None
     ) -> int:
         """Merge one chunk's deliveries and message facts, and move the position, atomically.
-        `diagnose(delivery)` recomputes a story's diagnosis from all its attempts.
         write_rows with the rows built here; ingest builds them in its worker processes instead."""
-        return self.write_rows(source, rows_for(source, deliveries, messages, diagnose), position, diagnose)
+        return self.write_rows(source, rows_for(source, deliveries, messages), position)
 
-    def write_rows(self, source: str, rows: ChunkRows, position: Position | None, diagnose) -> int:
+    def write_rows(self, source: str, rows: ChunkRows, position: Position | None) -> int:
         """Merge one chunk's rows (store_rows.rows_for) and move the position, atomically;
         returns how many stories it wrote.
 
         Batched: one statement per table per chunk. A story seen for the first time is written
         as it comes; those an earlier chunk wrote are read back (one query for their rows, one
-        for their attempts) and diagnosed again from all of it. Writers of one source run one at a time
-        (PostgreSQL: an advisory lock on the source's name), since the merge reads what an
-        earlier chunk wrote."""
-        return self.write_rows_batch(source, [(rows, position)], diagnose)
+        for their attempts) and merged with this chunk's attempts. Writers of one source run one
+        at a time (PostgreSQL: an advisory lock on the source's name), since the merge reads what
+        an earlier chunk wrote."""
+        return self.write_rows_batch(source, [(rows, position)])
 
-    def write_rows_batch(self, source: str, batch: list[tuple[ChunkRows, Position | None]], diagnose) -> int:
+    def write_rows_batch(self, source: str, batch: list[tuple[ChunkRows, Position | None]]) -> int:
         """write_rows for consecutive chunks, in one transaction: each is merged in turn (a later
         one reads what an earlier one wrote, as across transactions) and the last position is
         the one that stays. One commit for several chunks: they change many of the same index
@@ -322,12 +321,12 @@ class Store:
         def write() -> None:
             with self.transaction(lock=source):  # all of the chunks and their position, or none of it
                 for number, (rows, position) in enumerate(batch, start=1):
-                    self._merge_rows(rows, position if number == len(batch) else None, diagnose)
+                    self._merge_rows(rows, position if number == len(batch) else None)
 
         self._retrying(f"writing {'a chunk' if len(batch) == 1 else f'{len(batch)} chunks'} of {source}", write)
         return sum(len(rows.deliveries) for rows, _ in batch)
 
-    def _merge_rows(self, rows: ChunkRows, position: Position | None, diagnose) -> None:
+    def _merge_rows(self, rows: ChunkRows, position: Position | None) -> None:
         self.backend.executemany(UPSERT_MESSAGE, rows.messages)
         # A story an earlier chunk wrote has a deliveries row (exactly then: a story's row and its
         # attempts are written, and pruned, together); a new one is written as the worker built it.
@@ -339,7 +338,7 @@ class Store:
             attempts[attempt["delivery_id"]].append(attempt)
         wanted = facts_wanted(rows, stored)
         facts = {r["id"]: r for r in self._rows_in("select id, sender, message_id from messages where id in", wanted)}
-        merged = merged_rows(rows, stored, attempts, facts, diagnose)
+        merged = merged_rows(rows, stored, attempts, facts)
         self.backend.executemany(UPSERT_DELIVERY, merged)
         if position is not None:
             self._save_position(position)

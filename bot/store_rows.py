@@ -9,12 +9,11 @@ reads back just the stories an earlier chunk already wrote (see `merged_row`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string  # json.dumps of a str, in C
 
-from bot.model import Attempt, Delivery, Diagnosis, Evidence
+from bot.model import Attempt, Delivery, Evidence
 
 DELIVERY_COLUMNS = (
     "id",
@@ -31,9 +30,6 @@ DELIVERY_COLUMNS = (
     "message_id",
     "direction",
     "status",
-    "diagnosis_id",
-    "diagnosis_title",
-    "confidence",
     "first_seen",
     "last_seen",
 )
@@ -83,21 +79,17 @@ def story_keys(source: str, delivery: Delivery) -> tuple[str, str]:
     return f"{message_key}|{(delivery.recipient or '').lower()}", message_key
 
 
-def rows_for(
-    source: str,
-    deliveries: list[Delivery],
-    messages: list[dict],
-    diagnose: Callable[[Delivery], Diagnosis] | None = None,
-) -> ChunkRows:
-    """A chunk's rows. A story keeps the diagnosis it was given; `diagnose` is for those without."""
+def rows_for(source: str, deliveries: list[Delivery], messages: list[dict]) -> ChunkRows:
+    """A chunk's rows: its stories' facts and evidence. No diagnosis: the index keeps what the
+    log says, and a story is diagnosed when it is read (Store.find's callers), by the knowledge
+    base of that day."""
     stories, attempts = [], []
     for delivery in deliveries:
         if not delivery.attempts:
             continue
         key, message_key = story_keys(source, delivery)
         attempts += attempt_rows(key, delivery)
-        diagnosis = delivery.diagnosis or diagnose(delivery)
-        stories.append(delivery_row(source, key, message_key, delivery, delivery, diagnosis))
+        stories.append(delivery_row(source, key, message_key, delivery, delivery))
     return ChunkRows(stories, attempts, [message_row(source, message) for message in messages])
 
 
@@ -140,7 +132,7 @@ def evidence_json(evidence: list[Evidence]) -> str:
     return "[" + ", ".join([f"[{int(e.line)}, {_json_string(e.text)}]" for e in evidence]) + "]"
 
 
-def delivery_row(source: str, key: str, message_key: str, delivery: Delivery, story: Delivery, diagnosis) -> tuple:
+def delivery_row(source: str, key: str, message_key: str, delivery: Delivery, story: Delivery) -> tuple:
     """DELIVERY_COLUMNS for DELIVERY as told in this chunk, with what STORY (all its attempts) says."""
     recipient = delivery.recipient or ""
     return (
@@ -157,12 +149,12 @@ def delivery_row(source: str, key: str, message_key: str, delivery: Delivery, st
         (story.sender or "").lower(),
         story.message_id,
         delivery.direction,
-        *_outcome_columns(story, diagnosis),
+        *_outcome_columns(story),
     )
 
 
-def _outcome_columns(story: Delivery, diagnosis) -> tuple:
-    """status, diagnosis id, title and confidence, first and last seen: what all of a story's attempts say."""
+def _outcome_columns(story: Delivery) -> tuple:
+    """status, first and last seen: what all of a story's attempts say."""
     attempts = story.attempts
     if len(attempts) == 1:  # most stories: first and last seen are the one time
         stamp = attempts[0].timestamp
@@ -170,7 +162,7 @@ def _outcome_columns(story: Delivery, diagnosis) -> tuple:
     else:
         times = [a.timestamp.replace(tzinfo=None) for a in attempts if a.timestamp]
         first, seen = (iso(min(times)), iso(max(times))) if times else (None, None)
-    return (story.status, diagnosis.id, diagnosis.title, diagnosis.confidence, first, seen)
+    return (story.status, first, seen)
 
 
 def facts_wanted(rows: ChunkRows, stored: dict[str, dict]) -> set[str]:
@@ -189,7 +181,6 @@ def merged_rows(
     stored: dict[str, dict],
     attempts: dict[str, list[dict]],
     facts: dict[str, dict],
-    diagnose: Callable[[Delivery], Diagnosis],
 ) -> list[tuple]:
     """The deliveries rows to write: merged_row for each story of the chunk. STORED: the rows of
     the stories an earlier chunk wrote, ATTEMPTS their attempts, FACTS the messages wanted."""
@@ -200,17 +191,15 @@ def merged_rows(
             merged.append(row)  # most stories: new, and told whole in this chunk
         else:
             fact = facts.get(row[MESSAGE_KEY], {})
-            merged.append(merged_row(row, stored.get(key), attempts.get(key, []), fact, diagnose))
+            merged.append(merged_row(row, stored.get(key), attempts.get(key, []), fact))
     return merged
 
 
-def merged_row(
-    row: tuple, stored: dict | None, attempts: list[dict], fact: dict, diagnose: Callable[[Delivery], Diagnosis]
-) -> tuple:
+def merged_row(row: tuple, stored: dict | None, attempts: list[dict], fact: dict) -> tuple:
     """The deliveries row to write for ROW (from rows_for): as it is, with the sender and
     Message-ID its message's earlier lines gave (FACT), for a new story; for a story an earlier
     chunk wrote (STORED, and ATTEMPTS: all of its attempts, this chunk's included, oldest
-    first) the story read back whole, merged and diagnosed again."""
+    first) the story read back whole and merged: its status and times are all of its attempts'."""
     if stored is None:
         if row[_SENDER] and row[_MESSAGE_ID]:
             return row
@@ -226,7 +215,7 @@ def merged_row(
         (story.sender or "").lower(),
         story.message_id,
         row[_DIRECTION],
-        *_outcome_columns(story, diagnose(story)),
+        *_outcome_columns(story),
     )
 
 

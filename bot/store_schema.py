@@ -16,11 +16,15 @@ v4: deliveries by queue id and by Message-ID again: `why` finds a story by eithe
     asks of the index (v3 had dropped them when nothing asked for them yet). The index by
     recipient domain keeps only failures, all `why @domain` asks for: most stories are
     delivered, and ingest no longer files each of them there.
+v5: deliveries without a diagnosis (diagnosis_id, diagnosis_title, confidence). The index keeps
+    what the logs say; a story is diagnosed when it is read, by the knowledge base of that day.
+    A stored diagnosis was never read (`why` diagnosed again), went stale with each edit of the
+    knowledge base, and making one for every story took a tenth of ingest's CPU time.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = [
     """create table if not exists messages (
@@ -138,6 +142,18 @@ def create_v4(backend) -> None:
         backend.execute(statement)
 
 
+DIAGNOSIS_COLUMNS = ("diagnosis_id", "diagnosis_title", "confidence")
+
+
+def create_v5(backend) -> None:
+    if not backend.drops_columns:  # SQLite before 3.35: the columns stay, never written or read
+        return
+    have = backend.columns("deliveries")
+    for column in DIAGNOSIS_COLUMNS:
+        if column in have:
+            backend.execute(f"alter table deliveries drop column {column}")
+
+
 # The indexes `why` finds stories by, as the current schema has them (a test holds this to what
 # the migrations build): ingest may leave them out while it fills a new index, and build them
 # once at the end (Store.lookup_indexes_deferred), which costs far less than keeping each of
@@ -156,6 +172,7 @@ STEPS = {
     2: create_v2,
     3: create_v3,
     4: create_v4,
+    5: create_v5,
 }  # version -> what brings the version before it up to it
 
 

@@ -1,6 +1,6 @@
 """Ingest builds a chunk's index rows in the worker that parsed it; the sources that parse in
 the writing process (SSH, syslog, journald) hand it Delivery objects instead. Both must write
-the same index, including the stories that span chunks (read back and diagnosed again)."""
+the same index, including the stories that span chunks (read back and merged)."""
 
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ class _BatchCountingStore(Store):
         super().__init__(path)
         self.batches: list[int] = []
 
-    def write_rows_batch(self, source, batch, diagnose):
+    def write_rows_batch(self, source, batch):
         self.batches.append(len(batch))
-        return super().write_rows_batch(source, batch, diagnose)
+        return super().write_rows_batch(source, batch)
 
 
 class _InlineExecutor(Executor):

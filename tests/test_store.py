@@ -1,4 +1,4 @@
-"""The store on both backends: the current schema and the upgrades from schemas 1 and 2, audit and feedback rows,
+"""The store on both backends: the current schema and the upgrades from schemas 1, 2 and 4, audit and feedback rows,
 the /whyfailed lookup's choice between the index and the logs, and clear one-line errors."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from bot.ingest import ingest_paths
 from bot.settings import Settings
 from bot.store import SCHEMA_VERSION, Store, StoreError
 from bot.store_backends import open_backend, redact_url
-from bot.store_schema import STEPS
+from bot.store_schema import DIAGNOSIS_COLUMNS, STEPS
 from bot.why import why_from_store
 
 from .conftest import FIXTURES
@@ -27,8 +27,9 @@ CONSOLE = Context("console", "me")
 
 def test_a_new_store_is_at_the_current_schema(store_target):
     store = Store(store_target)
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     assert store.counts() == {"deliveries": 0, "attempts": 0, "messages": 0, "positions": 0}
+    assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries")  # stories are diagnosed when read
     store.check_writable()
     assert store.schema_version == SCHEMA_VERSION
     assert store.counts()["positions"] == 0  # the trial write was rolled back
@@ -59,6 +60,8 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     assert store.schema_version == SCHEMA_VERSION
     (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries  # indexed under schema 1
     assert [a.status for a in story.attempts] == ["deferred", "deferred", "bounced"]
+    assert story.diagnosis.id == "mailbox-full"
+    assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries")
     assert store.position("v1/mail.log").lines == 10
     # the ad-hoc audit and feedback tables kept their rows and gained the columns they lacked
     store.record_feedback("discord", user="42", channel="7", guild="9", diagnosis="unknown", helpful=False)
@@ -70,6 +73,34 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     assert [r["user"] for r in store.audit_rows()] == ["U0ANNA", "me"]
     store.close()
     assert Store(db).schema_version == SCHEMA_VERSION  # and opening it again changes nothing
+
+
+def test_a_v4_index_upgrades_without_its_stored_diagnoses_and_why_diagnoses_on_reading(store_target):
+    """Schema 5 keeps no diagnosis in the index. One stored by an older knowledge base goes with its
+    columns, and `why` diagnoses the story from its evidence, as the knowledge base says today."""
+    backend = open_backend(store_target)
+    with backend.transaction():
+        backend.execute("create table meta (key text primary key, value text)")
+        STEPS[1](backend)
+        STEPS[2](backend)
+        for line in V1.read_text().splitlines():  # deferred-then-bounced.log, indexed as source mx1
+            if line.startswith(('INSERT INTO "deliveries"', 'INSERT INTO "attempts"', 'INSERT INTO "messages"')):
+                backend.execute(line.rstrip(";"))
+        STEPS[3](backend)
+        STEPS[4](backend)
+        # as an older knowledge base might have said it: stale
+        backend.execute("update deliveries set diagnosis_id = 'unknown', diagnosis_title = 'Unknown', confidence = 0")
+        backend.execute("insert into meta (key, value) values ('schema_version', '4')")
+    backend.close()
+    store = Store(store_target)
+    assert store.schema_version == SCHEMA_VERSION
+    assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries")
+    assert store.counts() == {"deliveries": 2, "attempts": 4, "messages": 1, "positions": 0}
+    (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries
+    assert (story.status, story.diagnosis.id) == ("bounced", "mailbox-full")
+    (delivered,) = why_from_store(store, "carl@partner.example", None).deliveries
+    assert delivered.diagnosis.id == "delivered"
+    store.close()
 
 
 def test_a_v2_index_upgrades_and_ingesting_its_log_again_adds_nothing(store_target):

@@ -69,7 +69,7 @@ def _snapshot(target: str) -> dict[str, list]:
     try:
         return {
             "deliveries": sorted(
-                (r["id"], r["status"], r["diagnosis_id"], r["sender"], r["first_seen"], r["last_seen"])
+                (r["id"], r["status"], r["direction"], r["sender"], r["first_seen"], r["last_seen"])
                 for r in query("select * from deliveries")
             ),
             "attempts": sorted((r["delivery_id"], r["line"], r["status"]) for r in query("select * from attempts")),
@@ -116,7 +116,7 @@ def test_two_ingest_processes_and_a_why_reader_share_one_database(pg_url, tmp_pa
     for writer, (_, stderr) in zip(writers, results, strict=True):
         assert writer.returncode == 0, stderr.decode()
 
-    assert _snapshot(pg_url) == expected  # no duplicate, no lost line, the same diagnoses
+    assert _snapshot(pg_url) == expected  # no duplicate, no lost line, the same outcomes
     assert len(expected["attempts"]) == 1600  # one status line per five lines
     assert _rows(pg_url, 'select "offset", lines from positions') == [(log.stat().st_size, 8000)]
 
@@ -222,4 +222,4 @@ def test_two_ingest_processes_and_the_web_process_share_one_database(pg_url, tmp
     texts = [json.dumps(c.args) for c in answers]
     assert not [t for t in texts if "Sorry" in t or "went wrong" in t]
     assert address in json.dumps(final.args) and "No deliveries" not in json.dumps(final.args)
-    assert _snapshot(pg_url) == expected  # no duplicate, no lost line, the same diagnoses
+    assert _snapshot(pg_url) == expected  # no duplicate, no lost line, the same outcomes
