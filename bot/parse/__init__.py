@@ -87,9 +87,10 @@ class ParseResult:
 
 
 def make_event(line: int, raw: str, fmt: str, values: dict) -> Event:
-    if values.keys() <= _EVENT_FIELDS:  # what the grammars give (a set test costs less than a copy)
+    try:  # what the grammars give: Event's fields only (a test of the keys first cost more than the Event)
         return Event(line=line, raw=raw, format=fmt, **values)
-    return Event(line=line, raw=raw, format=fmt, **{k: v for k, v in values.items() if k in _EVENT_FIELDS})
+    except TypeError:  # a key that is no field of Event: left out
+        return Event(line=line, raw=raw, format=fmt, **{k: v for k, v in values.items() if k in _EVENT_FIELDS})
 
 
 # Line formats with a grammar of their own: sniffed name -> parser of the whole line.
