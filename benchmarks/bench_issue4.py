@@ -39,6 +39,8 @@ sys.path.insert(0, str(HERE))
 
 from generate_postfix_log import generate_mix  # noqa: E402
 
+from bot.store_rows import DELIVERY_COLUMNS  # noqa: E402
+
 WHYFAILED = [sys.executable, "-m", "bot"]
 
 
@@ -146,7 +148,7 @@ def build_index(db: Path, deliveries: int, seed: int = 3) -> list[str]:
     of recipients, domains and statuses. Returns the recipients written."""
     from bot.store import Store
 
-    Store(db)  # the schema and its indexes
+    Store(db)  # the schema and its indexes (rows in the order of the store's own columns)
     rng = random.Random(seed)
     connection = sqlite3.connect(db, isolation_level=None)
     connection.execute("PRAGMA synchronous=OFF")
@@ -163,11 +165,13 @@ def build_index(db: Path, deliveries: int, seed: int = 3) -> list[str]:
         status = rng.choice(statuses)
         day, second = 1 + n * 30 // 86400 % 28, n * 30 % 86400
         stamp = f"2026-11-{day:02d} {second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
-        batch_d.append(
-            (key, "mail.log", "postfix", "mx1", qid, key.rsplit("|", 1)[0], rcpt, rcpt, domain, sender, sender,
-             f"{qid}@example.com", "out", status, "delivered" if status == "delivered" else "unknown-user",
-             "Delivered", 0.9, stamp, stamp)
-        )  # fmt: skip
+        row = {
+            "id": key, "source": "mail.log", "format": "postfix", "host": "mx1", "queue_id": qid,
+            "message_key": key.rsplit("|", 1)[0], "recipient": rcpt, "recipient_lc": rcpt,
+            "recipient_domain": domain, "sender": sender, "sender_lc": sender, "message_id": f"{qid}@example.com",
+            "direction": "out", "status": status, "first_seen": stamp, "last_seen": stamp,
+        }  # fmt: skip
+        batch_d.append(tuple(row[column] for column in DELIVERY_COLUMNS))
         for line in range(1 + (status == "deferred") + (rng.random() < 0.1)):
             text = "250 2.0.0 Ok" if status == "delivered" else "550 5.1.1 <x>: Recipient address rejected"
             batch_a.append(
@@ -184,7 +188,11 @@ def build_index(db: Path, deliveries: int, seed: int = 3) -> list[str]:
 
 
 def _flush(connection, deliveries: list, attempts: list) -> None:
-    connection.executemany(f"insert or replace into deliveries values ({','.join('?' * 19)})", deliveries)
+    connection.executemany(
+        f"insert or replace into deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+        f"values ({','.join('?' * len(DELIVERY_COLUMNS))})",
+        deliveries,
+    )
     connection.executemany(f"insert or replace into attempts values ({','.join('?' * 11)})", attempts)
     deliveries.clear()
     attempts.clear()
