@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 
 from generate_postfix_log import generate_mix  # noqa: E402
 
-from bot.store_rows import DELIVERY_COLUMNS  # noqa: E402
+from bot.store_rows import DELIVERY_COLUMNS, INSERT_ATTEMPT  # noqa: E402
 
 WHYFAILED = [sys.executable, "-m", "bot"]
 
@@ -193,7 +193,7 @@ def _flush(connection, deliveries: list, attempts: list) -> None:
         f"values ({','.join('?' * len(DELIVERY_COLUMNS))})",
         deliveries,
     )
-    connection.executemany(f"insert or replace into attempts values ({','.join('?' * 11)})", attempts)
+    connection.executemany(INSERT_ATTEMPT, attempts)
     deliveries.clear()
     attempts.clear()
 

@@ -144,7 +144,7 @@ def parse_chunk(lines: list[str], first_line: int, prefilter: bool = True) -> Pa
     `prefilter`: skip the lines the index never needs before any parsing (bot/parse/prefilter.py).
     No diagnosis: the index keeps what the log says, and a story is diagnosed when it is read,
     by the knowledge base of that day (one that was stored would go stale with an edit of it;
-    none was ever read, and making them took a seventh of ingest's time)."""
+    none was ever read, and making them took a tenth of ingest's CPU time)."""
     parsed = parse_lines(lines, first_line, skip_needless=prefilter, tally=False)
     return _correlated(parsed.events, len(parsed.unparsed), len(lines))
 

@@ -20,6 +20,11 @@ v5: deliveries without a diagnosis (diagnosis_id, diagnosis_title, confidence). 
     what the logs say; a story is diagnosed when it is read, by the knowledge base of that day.
     A stored diagnosis was never read (`why` diagnosed again), went stale with each edit of the
     knowledge base, and making one for every story took a tenth of ingest's CPU time.
+    The columns are dropped from a table with no story yet (a new index). One with stories keeps
+    them, no longer written or read: SQLite drops a column by rewriting every row, which for a
+    big index would hold the write lock longer than other processes wait for it, and a process
+    of the version before, still running, goes on writing them without an error. So do indexes
+    upgraded by SQLite before 3.35, which cannot drop a column.
 """
 
 from __future__ import annotations
@@ -146,8 +151,8 @@ DIAGNOSIS_COLUMNS = ("diagnosis_id", "diagnosis_title", "confidence")
 
 
 def create_v5(backend) -> None:
-    if not backend.drops_columns:  # SQLite before 3.35: the columns stay, never written or read
-        return
+    if not backend.drops_columns or backend.query("select 1 from deliveries limit 1"):
+        return  # (see v5 above: they stay, never written or read)
     have = backend.columns("deliveries")
     for column in DIAGNOSIS_COLUMNS:
         if column in have:

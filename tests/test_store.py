@@ -29,7 +29,8 @@ def test_a_new_store_is_at_the_current_schema(store_target):
     store = Store(store_target)
     assert store.schema_version == SCHEMA_VERSION == 5
     assert store.counts() == {"deliveries": 0, "attempts": 0, "messages": 0, "positions": 0}
-    assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries")  # stories are diagnosed when read
+    # stories are diagnosed when read: a new index has no column for a diagnosis
+    assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries") or not store.backend.drops_columns
     store.check_writable()
     assert store.schema_version == SCHEMA_VERSION
     assert store.counts()["positions"] == 0  # the trial write was rolled back
@@ -61,7 +62,6 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries  # indexed under schema 1
     assert [a.status for a in story.attempts] == ["deferred", "deferred", "bounced"]
     assert story.diagnosis.id == "mailbox-full"
-    assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries")
     assert store.position("v1/mail.log").lines == 10
     # the ad-hoc audit and feedback tables kept their rows and gained the columns they lacked
     store.record_feedback("discord", user="42", channel="7", guild="9", diagnosis="unknown", helpful=False)
@@ -75,9 +75,11 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     assert Store(db).schema_version == SCHEMA_VERSION  # and opening it again changes nothing
 
 
-def test_a_v4_index_upgrades_without_its_stored_diagnoses_and_why_diagnoses_on_reading(store_target):
-    """Schema 5 keeps no diagnosis in the index. One stored by an older knowledge base goes with its
-    columns, and `why` diagnoses the story from its evidence, as the knowledge base says today."""
+def test_a_v4_index_upgrades_and_why_diagnoses_its_stories_when_it_reads_them(store_target):
+    """Schema 5 keeps no diagnosis. An index with stories keeps its diagnosis columns (dropping
+    one rewrites every row of the table) but nothing writes or reads them any more: a diagnosis
+    stored by an older knowledge base is ignored, and `why` diagnoses the story from its
+    evidence, as the knowledge base says today."""
     backend = open_backend(store_target)
     with backend.transaction():
         backend.execute("create table meta (key text primary key, value text)")
@@ -94,12 +96,35 @@ def test_a_v4_index_upgrades_without_its_stored_diagnoses_and_why_diagnoses_on_r
     backend.close()
     store = Store(store_target)
     assert store.schema_version == SCHEMA_VERSION
-    assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries")
+    assert set(DIAGNOSIS_COLUMNS) <= store.backend.columns("deliveries")  # kept: the table has stories
     assert store.counts() == {"deliveries": 2, "attempts": 4, "messages": 1, "positions": 0}
     (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries
     assert (story.status, story.diagnosis.id) == ("bounced", "mailbox-full")
     (delivered,) = why_from_store(store, "carl@partner.example", None).deliveries
     assert delivered.diagnosis.id == "delivered"
+    ingest_paths(store, [str(LOG)], source="mx2")  # new stories: nothing written in those columns
+    rows = store.backend.query("select source, diagnosis_id from deliveries order by source")
+    assert [(r["source"], r["diagnosis_id"]) for r in rows] == [("mx1", "unknown")] * 2 + [("mx2", None)] * 2
+    (again, _) = why_from_store(store, "ops@slow.example.net", None).deliveries
+    assert again.diagnosis.id == "mailbox-full"
+    store.close()
+
+
+def test_an_empty_v4_index_upgrades_without_the_diagnosis_columns(store_target):
+    backend = open_backend(store_target)
+    with backend.transaction():
+        backend.execute("create table meta (key text primary key, value text)")
+        for version in (1, 2, 3, 4):
+            STEPS[version](backend)
+        backend.execute("insert into meta (key, value) values ('schema_version', '4')")
+    backend.close()
+    store = Store(store_target)
+    assert store.schema_version == SCHEMA_VERSION
+    if store.backend.drops_columns:  # (SQLite before 3.35 cannot drop a column)
+        assert not set(DIAGNOSIS_COLUMNS) & store.backend.columns("deliveries")
+    ingest_paths(store, [str(LOG)], source="mx1")
+    (story,) = why_from_store(store, "ops@slow.example.net", None).deliveries
+    assert story.diagnosis.id == "mailbox-full"
     store.close()
 
 
