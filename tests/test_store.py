@@ -75,6 +75,14 @@ def test_a_v1_database_opens_and_upgrades_keeping_its_rows(tmp_path):
     assert Store(db).schema_version == SCHEMA_VERSION  # and opening it again changes nothing
 
 
+def _insert_v1_stories(backend) -> None:
+    """The stories of schema 1's fixture (deferred-then-bounced.log, ingested as source mx1),
+    into tables of schema 1 or 2."""
+    for line in V1.read_text().splitlines():
+        if line.startswith(('INSERT INTO "deliveries"', 'INSERT INTO "attempts"', 'INSERT INTO "messages"')):
+            backend.execute(line.rstrip(";"))
+
+
 def test_a_v4_index_upgrades_and_why_diagnoses_its_stories_when_it_reads_them(store_target):
     """Schema 5 keeps no diagnosis. An index with stories keeps its diagnosis columns (dropping
     one rewrites every row of the table) but nothing writes or reads them any more: a diagnosis
@@ -85,9 +93,7 @@ def test_a_v4_index_upgrades_and_why_diagnoses_its_stories_when_it_reads_them(st
         backend.execute("create table meta (key text primary key, value text)")
         STEPS[1](backend)
         STEPS[2](backend)
-        for line in V1.read_text().splitlines():  # deferred-then-bounced.log, indexed as source mx1
-            if line.startswith(('INSERT INTO "deliveries"', 'INSERT INTO "attempts"', 'INSERT INTO "messages"')):
-                backend.execute(line.rstrip(";"))
+        _insert_v1_stories(backend)
         STEPS[3](backend)
         STEPS[4](backend)
         # as an older knowledge base might have said it: stale
@@ -138,9 +144,7 @@ def test_a_v2_index_upgrades_and_ingesting_its_log_again_adds_nothing(store_targ
         STEPS[1](backend)
         STEPS[2](backend)
         backend.execute("insert into meta (key, value) values ('schema_version', '2')")
-        for line in V1.read_text().splitlines():  # deferred-then-bounced.log, ingested as source mx1
-            if line.startswith(('INSERT INTO "deliveries"', 'INSERT INTO "attempts"', 'INSERT INTO "messages"')):
-                backend.execute(line.rstrip(";"))
+        _insert_v1_stories(backend)
     backend.close()
     store = Store(store_target)
     assert store.schema_version == SCHEMA_VERSION
