@@ -9,6 +9,7 @@ reads back just the stories an earlier chunk already wrote (see `merged_row`).
 from __future__ import annotations
 
 import json
+import marshal
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string  # json.dumps of a str, in C
@@ -65,6 +66,17 @@ class ChunkRows:
 
     def keys(self) -> list[str]:
         return [row[KEY] for row in self.deliveries]
+
+    def __reduce__(self):
+        # Pickled (from an ingest worker to the writer) as one marshal string: rows are tuples of
+        # str, int, float and None, which marshal writes without pickle's memo of every object
+        # (1.2 of about 24 CPU-s a worker spent per 1M lines, about 0.45 less this way). Both
+        # ends are the same interpreter, and the data is our own.
+        return (_rows_from_marshal, (marshal.dumps((self.deliveries, self.attempts, self.messages)),))
+
+
+def _rows_from_marshal(data: bytes) -> ChunkRows:
+    return ChunkRows(*marshal.loads(data))
 
 
 def iso(stamp: datetime | None) -> str | None:

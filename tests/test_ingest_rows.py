@@ -90,6 +90,26 @@ def test_the_worker_hands_back_rows_not_stories(tmp_path):
     assert all(isinstance(row, tuple) for row in parsed.rows.deliveries + parsed.rows.attempts)
 
 
+def test_rows_cross_to_the_writer_whole(tmp_path):
+    """A chunk's rows leave the worker as one marshal string (ChunkRows.__reduce__): pickled as
+    the process pool pickles a result, they come back equal, value for value and type for type."""
+    import pickle
+
+    from bot.store_rows import ChunkRows
+
+    chunk = next(read_chunks(_log(tmp_path), chunk_lines=1500))
+    rows = parse_block(chunk.data, chunk.first_line, source="s").rows
+    odd = ChunkRows(
+        [("k", None, 0, -1, 2**62, 0.5, 1e300, "", "ünïcødé 日本語 😀", "lone surrogate \ud800", "nul \x00")],
+        [("k", 7, None, "deferred")],
+        [],
+    )
+    for original in (rows, odd):
+        back = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
+        assert isinstance(back, ChunkRows) and back == original
+        assert [list(map(type, row)) for row in back.deliveries] == [list(map(type, r)) for r in original.deliveries]
+
+
 def test_evidence_is_written_as_json_dumps_writes_it():
     import json
 
