@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from typing import TYPE_CHECKING
 
 from bot.parse import grammars
 from bot.parse.grammars import derived_regexes, parser
 from bot.parse.timestamps import parse_any, parse_bsd, parse_iso
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 def _split_program(field: str) -> tuple[str, int | None]:
@@ -81,18 +85,23 @@ _PLAIN = re.compile(
 
 def plain_syslog_header(line: str) -> tuple[dict, str] | None:
     """parse_syslog_header for a plain syslog line, from one regex match; None for any other line."""
+    fields = plain_syslog_fields(line)
+    if fields is None:
+        return None
+    timestamp, host, program, pid, message = fields
+    return {"timestamp": timestamp, "host": host, "program": program, "pid": pid}, message
+
+
+def plain_syslog_fields(line: str) -> tuple[datetime | None, str, str, int | None, str] | None:
+    """plain_syslog_header as a tuple, (timestamp, host, program, pid, message), for the parser's
+    fast path (bot.parse.parse_plain_message): host and program are never empty."""
     match = _PLAIN.match(line)
     if match is None:
         return None
     bsd, iso, host, program, pid = match.group("bsd", "iso", "host", "program", "pid")
-    header = {
-        # parse_bsd splits the stamp into its fields itself: "Nov  1" and "Nov 1" read the same
-        "timestamp": parse_bsd(bsd) if bsd else parse_iso(iso),
-        "host": host,
-        "program": program,
-        "pid": int(pid) if pid else None,
-    }
-    return header, line[match.end() :]
+    # parse_bsd splits the stamp into its fields itself: "Nov  1" and "Nov 1" read the same
+    timestamp = parse_bsd(bsd) if bsd else parse_iso(iso)
+    return timestamp, host, program, int(pid) if pid else None, line[match.end() :]
 
 
 def parse_syslog_header(line: str) -> tuple[dict, str] | None:
