@@ -12,6 +12,7 @@ import json
 import marshal
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _json_string  # json.dumps of a str, in C
 
 from bot.model import Attempt, Delivery, Evidence
@@ -80,7 +81,18 @@ def _rows_from_marshal(data: bytes) -> ChunkRows:
 
 
 def iso(stamp: datetime | None) -> str | None:
-    return stamp.isoformat(sep=" ") if stamp else None
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:  # (aware ones with equal instants are equal keys, but not equal text)
+        return _naive_iso(stamp)
+    return stamp.isoformat(sep=" ")
+
+
+@lru_cache(maxsize=4096)
+def _naive_iso(stamp: datetime) -> str:
+    # A log's lines repeat each second many times over (parse_bsd hands them the same datetime),
+    # and a worker writes three or four of these per story: a lookup costs less than formatting.
+    return stamp.isoformat(sep=" ")
 
 
 def story_keys(source: str, delivery: Delivery) -> tuple[str, str]:

@@ -129,3 +129,23 @@ def test_evidence_is_written_as_json_dumps_writes_it():
             expected = json.dumps([[e.line, e.text] for e in evidence])
             assert evidence_json(evidence) == expected
             assert json.loads(evidence_json(evidence)) == [[e.line, e.text] for e in evidence]
+
+
+def test_times_are_written_as_isoformat_writes_each_of_them():
+    """iso() remembers the text of naive times (a log's lines repeat each second); two aware
+    times at one instant are equal datetimes but keep their own offsets."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from bot.store_rows import iso
+
+    paris = datetime(2026, 11, 29, 10, tzinfo=timezone(timedelta(hours=1)))
+    utc = datetime(2026, 11, 29, 9, tzinfo=UTC)
+    assert paris == utc
+    assert [iso(paris), iso(utc), iso(paris)] == [
+        "2026-11-29 10:00:00+01:00",
+        "2026-11-29 09:00:00+00:00",
+        "2026-11-29 10:00:00+01:00",
+    ]
+    for stamp in (datetime(2026, 11, 29, 9), datetime(2026, 11, 29, 9, 0, 0, 123456), datetime(2026, 1, 2, 3, 4, 5)):
+        assert iso(stamp) == iso(stamp) == stamp.isoformat(sep=" ")
+    assert iso(None) is None
