@@ -253,7 +253,10 @@ def ingest_paths(
     size = sum(_size(path) for _, paths in planned for path in paths)
     bulk = size >= bulk_from
     grouped = store.grouped_commits(commit_every) if bulk else nullcontext()
-    with store.lookup_indexes_deferred(defer=bulk) as deferred, grouped:
+    # (the group outside: the lookup indexes, dropped and built again inside it, are committed
+    # with the first chunks and the last, not on their own: one commit's sync and checkpoint
+    # less at the end of the load, about 0.2 s of its one-core tail)
+    with grouped, store.lookup_indexes_deferred(defer=bulk) as deferred:
         stats.deferred_indexes = deferred
         for pattern, paths in planned:
             for path in paths:

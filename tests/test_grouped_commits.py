@@ -133,6 +133,26 @@ def test_only_a_bulk_load_groups_its_commits(tmp_path):
     assert _seen_by_another_reader(tmp_path / "bulk.db")[1] == 3000
 
 
+def test_a_bulk_load_builds_its_lookup_indexes_in_its_last_group(tmp_path):
+    """The last chunks and the lookup indexes built after them are committed together: one
+    commit (and its sync and checkpoint) at the end of the load, not two."""
+    from bot.store_schema import LOOKUP_INDEXES
+
+    log = write_mix_log(tmp_path / "mail.log", 3000, seed=26)
+    db = tmp_path / "i.db"
+    store = Store(db)
+    statements: list[str] = []
+    store.backend.db.conn.set_trace_callback(statements.append)
+    stats = ingest_paths(store, [str(log)], "s", chunk_lines=1000, bulk_from=0, commit_every=3600)
+    assert stats.deferred_indexes
+    commits = [n for n, sql in enumerate(statements) if sql.strip().upper() == "COMMIT"]
+    built = [n for n, sql in enumerate(statements) if sql.lower().startswith("create index")]
+    assert len(commits) == 1 and len(built) == len(LOOKUP_INDEXES) and max(built) < commits[0]
+    with sqlite3.connect(db) as connection:  # as another reader sees it
+        names = {row[0] for row in connection.execute("select name from sqlite_master where type = 'index'")}
+    assert set(LOOKUP_INDEXES) <= names and _seen_by_another_reader(db)[1] == 3000
+
+
 def test_other_writers_get_their_turn_between_groups(tmp_path):
     """A bulk writer with chunks always ready keeps the lock between its writes; the bot's audit
     rows (another connection, waiting on the lock as SQLite does) still get in, between groups."""
