@@ -113,33 +113,46 @@ def write_log(path: Path, lines: int, seed: int = 7) -> None:
             handle.write(line + "\n")
 
 
-def bench_pflogsumm(log: Path, lines: int, repeat: int) -> dict:
-    if not shutil.which("pflogsumm"):
-        return {"error": "pflogsumm not installed (apt-get install pflogsumm)"}
-    runs = [timed(["pflogsumm", str(log)])[0] for _ in range(repeat)]
-    median = statistics.median(runs)
-    return {"seconds": median, "runs": runs, "lines_per_s": lines / median}
-
-
-def bench_ingest(log: Path, lines: int, repeat: int, work: Path, extra: list[str]) -> dict:
-    runs, peaks = [], []
+def bench_side_by_side(
+    log: Path, lines: int, repeat: int, work: Path | None, extra: list[str], pflogsumm: bool = True, ingest: bool = True
+) -> dict:
+    """pflogsumm and ingest in turns, one run of each per round: the machine's speed drifts
+    over minutes (pflogsumm alone has taken 14.3 to 18.0 s in one series of three), and a
+    drift then weighs on both sides alike. Each side's median, and each round's ratio."""
+    if pflogsumm and not shutil.which("pflogsumm"):
+        pflogsumm, result = False, {"pflogsumm": {"error": "pflogsumm not installed (apt-get install pflogsumm)"}}
+    else:
+        result = {}
+    ours, theirs, peaks = [], [], []
     for n in range(repeat):
-        db = work / f"ingest-{n}.db"
-        seconds, peak, done = run_sampled([*WHYFAILED, "ingest", str(log), "--db", str(db), *extra], cwd=REPO)
-        if done.returncode:
-            return {"error": done.stderr.decode()[-2000:]}
-        runs.append(seconds)
-        peaks.append(peak)
-        if n < repeat - 1:
-            db.unlink()
-    median = statistics.median(runs)
-    return {
-        "seconds": median,
-        "runs": runs,
-        "lines_per_s": lines / median,
-        "peak_rss_mb": max(p["rss"] for p in peaks),
-        "peak_pss_mb": max(p["pss"] for p in peaks),
-    }
+        if pflogsumm:
+            theirs.append(timed(["pflogsumm", str(log)])[0])
+        if ingest:
+            db = work / f"ingest-{n}.db"
+            seconds, peak, done = run_sampled([*WHYFAILED, "ingest", str(log), "--db", str(db), *extra], cwd=REPO)
+            if done.returncode:
+                result["ingest"] = {"error": done.stderr.decode()[-2000:]}
+                ingest = False
+                continue
+            ours.append(seconds)
+            peaks.append(peak)
+            if n < repeat - 1:
+                db.unlink()
+    if theirs:
+        median = statistics.median(theirs)
+        result["pflogsumm"] = {"seconds": median, "runs": theirs, "lines_per_s": lines / median}
+    if ours:
+        median = statistics.median(ours)
+        result["ingest"] = {
+            "seconds": median,
+            "runs": ours,
+            "lines_per_s": lines / median,
+            "peak_rss_mb": max(p["rss"] for p in peaks),
+            "peak_pss_mb": max(p["pss"] for p in peaks),
+        }
+    if theirs and ours:
+        result["round_ratios"] = [a / b for a, b in zip(ours, theirs, strict=True)]
+    return result
 
 
 def build_index(db: Path, deliveries: int, seed: int = 3) -> list[str]:
@@ -330,12 +343,23 @@ def main() -> None:
         lines = sum(1 for _ in open(log, "rb"))
         results["log"] = {"path": str(log), "lines": lines, "mb": log.stat().st_size / 1e6}
         print(f"log: {lines:,} lines, {log.stat().st_size / 1e6:.0f} MB")
-        if "pflogsumm" not in skip:
-            results["pflogsumm"] = bench_pflogsumm(log, lines, args.repeat)
-            print("pflogsumm:", _short(results["pflogsumm"]))
-        if "ingest" not in skip:
-            results["ingest"] = bench_ingest(log, lines, args.repeat, work, args.ingest_args.split())
-            print("ingest:", _short(results["ingest"]))
+        if "pflogsumm" not in skip or "ingest" not in skip:
+            results.update(
+                bench_side_by_side(
+                    log,
+                    lines,
+                    args.repeat,
+                    work,
+                    args.ingest_args.split(),
+                    pflogsumm="pflogsumm" not in skip,
+                    ingest="ingest" not in skip,
+                )
+            )
+            for side in ("pflogsumm", "ingest"):
+                if side in results:
+                    print(f"{side}:", _short(results[side]))
+            if "round_ratios" in results:
+                print("ingest / pflogsumm by round:", ", ".join(f"{r:.2f}" for r in results["round_ratios"]))
         if "why" not in skip:
             db = work / "million.db"
             started = time.perf_counter()
@@ -374,7 +398,9 @@ def print_table(results: dict) -> None:
             (
                 "ingest / pflogsumm time",
                 f"{ing['seconds']:.1f} s / {pf['seconds']:.1f} s "
-                f"({ing['lines_per_s']:,.0f} vs {pf['lines_per_s']:,.0f} lines/s)",
+                f"({ing['lines_per_s']:,.0f} vs {pf['lines_per_s']:,.0f} lines/s; by round "
+                + ", ".join(f"{r:.2f}" for r in results.get("round_ratios", []))
+                + ")",
                 f"{ratio:.2f}",
                 "<= 1.0",
                 "met" if ratio <= 1.0 else "not met",
