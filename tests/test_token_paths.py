@@ -34,7 +34,7 @@ from bot.parse.reply import (
     _strip_stage_suffix,
     parse_reply,
 )
-from bot.parse.syslog import plain_syslog_header
+from bot.parse.syslog import plain_syslog_fields
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -136,9 +136,9 @@ def _fixture_lines() -> list[str]:
 def _postfix_messages() -> list[str]:
     messages = []
     for line in _fixture_lines():
-        framed = plain_syslog_header(line)
-        if framed is not None and "postfix" in (framed[0]["program"] or ""):
-            messages.append(framed[1])
+        fields = plain_syslog_fields(line)  # (timestamp, host, program, pid, message)
+        if fields is not None and "postfix" in fields[2]:
+            messages.append(fields[4])
     return messages
 
 

@@ -73,7 +73,7 @@ _TRANSFORMER = SyslogTransformer()
 # that both the grammar's BSD_HEADER and the sniffer's syslog test accept, and a host name that
 # starts with a letter or digit. On such a line the sniffer answers syslog (or exim, which
 # tries this header first), no collector framing applies, and BSD_HEADER matches the same span:
-# tests/test_parse_fast_path.py holds plain_syslog_header to parse_syslog_header on every
+# tests/test_parse_fast_path.py holds plain_syslog_fields to parse_syslog_header on every
 # fixture line. Anything else takes the general path.
 _PLAIN = re.compile(
     r"(?:<[0-9]{1,3}>)?"
@@ -83,18 +83,10 @@ _PLAIN = re.compile(
 )
 
 
-def plain_syslog_header(line: str) -> tuple[dict, str] | None:
-    """parse_syslog_header for a plain syslog line, from one regex match; None for any other line."""
-    fields = plain_syslog_fields(line)
-    if fields is None:
-        return None
-    timestamp, host, program, pid, message = fields
-    return {"timestamp": timestamp, "host": host, "program": program, "pid": pid}, message
-
-
 def plain_syslog_fields(line: str) -> tuple[datetime | None, str, str, int | None, str] | None:
-    """plain_syslog_header as a tuple, (timestamp, host, program, pid, message), for the parser's
-    fast path (bot.parse.parse_plain_message): host and program are never empty."""
+    """parse_syslog_header for a plain syslog line, from one regex match, as a tuple: (timestamp,
+    host, program, pid, message), host and program never empty, for the parser's fast path
+    (bot.parse.parse_plain_message). None for any other line."""
     match = _PLAIN.match(line)
     if match is None:
         return None
