@@ -130,9 +130,10 @@ def bench_side_by_side(
         if ingest:
             db = work / f"ingest-{n}.db"
             seconds, peak, done = run_sampled([*WHYFAILED, "ingest", str(log), "--db", str(db), *extra], cwd=REPO)
-            if done.returncode:
+            if done.returncode:  # the error is the result, not the runs before it; pflogsumm goes on
                 result["ingest"] = {"error": done.stderr.decode()[-2000:]}
                 ingest = False
+                ours.clear()
                 continue
             ours.append(seconds)
             peaks.append(peak)
