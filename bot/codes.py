@@ -8,6 +8,11 @@ from bot.datacache import cached
 from bot.resources import package_data
 
 
+def load_code_tables() -> None:
+    """Load the tables now (from the data cache), not at the first code explained."""
+    _tables()
+
+
 @cache
 def _tables() -> dict:
     path = package_data("smtp_codes.yaml")

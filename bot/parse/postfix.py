@@ -310,6 +310,13 @@ def _queue_removed_path() -> re.Pattern:
     return re.compile(_token_path_regexes()["queue_removed"])
 
 
+def prepare() -> None:
+    """Build the token paths' regexes now, not at the first line that needs them."""
+    _queue_record_path()
+    _noqueue_reject_path()
+    _queue_removed_path()
+
+
 def parse_postfix_message(message: str) -> dict | None:
     record = _queue_record_path().fullmatch(message)
     reject = _noqueue_reject_path().fullmatch(message) if record is None and message[:1] == "N" else None

@@ -147,6 +147,12 @@ def _derive_reply_regexes() -> dict[str, str]:
     return {"plain_reply": path.pattern, "reply_start": first_tokens(lark)}
 
 
+def prepare() -> None:
+    """Build the reply paths' regexes now, not at the first reply that needs them."""
+    _plain_reply_path()
+    _reply_start()
+
+
 def _read_reply(body: str) -> dict | None:
     """The fields ReplyTransformer gives for BODY; None when it is no reply."""
     plain = _plain_reply_path().fullmatch(body)
