@@ -8,6 +8,7 @@ import sys
 import click
 
 from bot import __version__
+from bot.early import WHY_LIMIT
 from bot.sources.files import CHUNK_LINES
 from bot.textio import MAX_INPUT_BYTES, InputError, read_input
 
@@ -242,7 +243,7 @@ def _duration(_ctx, _param, value):
     help="Only stories from this source: the name logs were ingested under, or a configured source "
     "(without an index, its files are scanned).",
 )
-@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 500), default=WHY_LIMIT, show_default=True)
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--check", is_flag=True, help="Confirm each diagnosis now: live DNS, reverse DNS, SPF/DMARC, blocklists.")
 @RESOLVER_OPTION
@@ -262,7 +263,7 @@ def why(
     --check, what is true now."""
     import os
 
-    from bot.why import describe_target, lookup_target, why_from_logs, why_from_store
+    from bot.why import describe_target, labelled, lookup_target, why_from_logs, why_from_store
 
     try:
         address = lookup_target(address)
@@ -288,7 +289,7 @@ def why(
         except StoreError as error:
             _stderr().print(f"error: {error}", markup=False, soft_wrap=True)  # one line, for logs and scripts
             sys.exit(EXIT_USAGE)
-    report.input = f"why {address} ({report.input})"
+    labelled(report, address)
     if check and report.deliveries:
         _check_now(report, resolver=resolver)
     if not report.deliveries and fmt == "text":

@@ -8,6 +8,7 @@ one of those ids (or the address) and tell their stories.
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # `why --log` needs no database: sqlite-utils is imported onl
     from bot.sources.grep import GrepScan
     from bot.store import Store
 
-from bot.early import EARLY_SCANS, MAX_MATCHED_LINES, greppable
+from bot.early import EARLY_SCANS, MAX_MATCHED_LINES, WHY_LIMIT, greppable
 
 _DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -80,7 +81,7 @@ def _matches(delivery: Delivery, target: str) -> bool:
 
 
 def why_from_store(
-    store: Store, address: str, since: timedelta | None, limit: int = 20, source: str | None = None
+    store: Store, address: str, since: timedelta | None, limit: int = WHY_LIMIT, source: str | None = None
 ) -> Report:
     from bot.model import Report
     from bot.rules import diagnose_deliveries
@@ -90,7 +91,24 @@ def why_from_store(
     return Report(input=f"index {store.where}", formats=[], lines=0, parsed=0, deliveries=deliveries, unparsed=[])
 
 
-def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = 20) -> Report:
+def labelled(report: Report, address: str) -> Report:
+    """REPORT as the `why` command shows it: named for what was looked up, and where."""
+    report.input = f"why {address} ({report.input})"
+    return report
+
+
+def print_json_from_logs(address: str, logs: list[str]) -> None:
+    """`whyfailed why ADDRESS --log PATH... --format json` (bot.early.quick_json), printed as the
+    click command prints it (bot.cli.why, then _emit: click.echo of render_json, which writes
+    the text and a newline to a UTF-8 stdout as it is), without importing click."""
+    from bot.render.json import render_json
+
+    report = labelled(why_from_logs(logs, address, None, WHY_LIMIT), address)
+    sys.stdout.write(render_json(report) + "\n")
+    sys.stdout.flush()
+
+
+def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = WHY_LIMIT) -> Report:
     """Scan logs without an index: a prefilter pass for the address, a second for its queue ids."""
     from bot.sources.files import expand
     from bot.sources.grep import scan_for
