@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.codes import explain_codes, load_code_tables
+from bot.codes import explain_codes
 from bot.knowledge import Article, Rule, load_articles
 from bot.model import Attempt, Delivery, Diagnosis, Related
 from bot.phrase_index import PhraseIndex
@@ -266,13 +266,6 @@ def diagnose_delivery(delivery: Delivery, articles: dict[str, Article] | None = 
         explanation=explanation,
         related=related,
     )
-
-
-def prepare(status: str) -> None:
-    """Lay out the knowledge base for stories of STATUS now (its _plan), and load the code tables
-    the explanations quote, not at the first story that needs them."""
-    _plan(load_articles(), status)
-    load_code_tables()
 
 
 def diagnose_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
