@@ -27,9 +27,7 @@ def run() -> None:
     quick = early.quick_json(sys.argv[1:]) if _utf8(sys.stdout) else None
     try:
         if quick is not None:
-            from bot.why import print_json_from_logs
-
-            _as_click_ends(print_json_from_logs, *quick)
+            _as_click_ends(_print_json_from_logs, *quick)
         else:
             from bot.cli import main
 
@@ -40,6 +38,19 @@ def run() -> None:
             # garbage cycles (0.06 s of a 0.3 s `why --log`); frozen, they are let go as the
             # process ends. Kept to `why`: a longer command's cycles may hold work to finish.
             gc.freeze()
+
+
+def _print_json_from_logs(address: str, logs: list[str]) -> None:
+    """`why ADDRESS --log PATH... --format json` (bot.early.quick_json), printed as the click
+    command prints it (bot.cli.why, then _emit: click.echo of render_json, which writes the text
+    and a newline to a UTF-8 stdout as it is)."""
+    from bot.early import WHY_LIMIT
+    from bot.render.json import render_json
+    from bot.why import labelled, why_from_logs
+
+    report = labelled(why_from_logs(logs, address, None, WHY_LIMIT), address)
+    sys.stdout.write(render_json(report) + "\n")
+    sys.stdout.flush()
 
 
 def _utf8(stream) -> bool:

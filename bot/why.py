@@ -8,7 +8,6 @@ one of those ids (or the address) and tell their stories.
 from __future__ import annotations
 
 import re
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,17 +93,6 @@ def labelled(report: Report, address: str) -> Report:
     """REPORT as the `why` command shows it: named for what was looked up, and where."""
     report.input = f"why {address} ({report.input})"
     return report
-
-
-def print_json_from_logs(address: str, logs: list[str]) -> None:
-    """`whyfailed why ADDRESS --log PATH... --format json` (bot.early.quick_json), printed as the
-    click command prints it (bot.cli.why, then _emit: click.echo of render_json, which writes
-    the text and a newline to a UTF-8 stdout as it is), without importing click."""
-    from bot.render.json import render_json
-
-    report = labelled(why_from_logs(logs, address, None, WHY_LIMIT), address)
-    sys.stdout.write(render_json(report) + "\n")
-    sys.stdout.flush()
 
 
 def why_from_logs(patterns: list[str], address: str, since: timedelta | None, limit: int = WHY_LIMIT) -> Report:

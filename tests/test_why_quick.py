@@ -1,5 +1,5 @@
 """`why ADDRESS --log FILE --format json` is answered without click (bot.early.quick_json, then
-bot.why.print_json_from_logs): whatever command line the quick path takes, click reads the same
+bot.__main__._print_json_from_logs): whatever command line the quick path takes, click reads the same
 way, and the answer, its exit status and its stderr are the ones the click command gives. The
 click command is reached with the same query plus `--limit 20`, the default, which the quick
 path leaves to click."""
