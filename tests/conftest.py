@@ -24,6 +24,15 @@ def hostile_log() -> bytes:
     return data + b"mystery line " + RETITLE + "\u009b31m\r".encode() + b"\n"  # C1 CSI, a lone CR
 
 
+def imported_probe(module: str, to: str = "sys.stdout") -> str:
+    """Code for `python -c CODE ARGS...`: run `whyfailed ARGS...` (bot.__main__.run), then print
+    on TO (a stream's name) whether MODULE was imported on the way: "MODULE imported: True"."""
+    return (
+        "import sys\nfrom bot.__main__ import run\nsys.argv = ['whyfailed', *sys.argv[1:]]\ntry:\n run()\n"
+        f"finally:\n print('{module} imported:', {module!r} in sys.modules, file={to})"
+    )
+
+
 def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_text(encoding="utf-8")
 

@@ -8,20 +8,14 @@ import pty
 import subprocess
 import sys
 
-from .conftest import FIXTURES, REPO
+from .conftest import FIXTURES, REPO, imported_probe
 
 LOG = FIXTURES / "postfix" / "deferred-then-bounced.log"
-
-# the command, then whether rich was imported, on stdout after the command's own output
-PROBE = (
-    "import sys\nfrom bot.__main__ import run\nsys.argv = ['whyfailed', *sys.argv[1:]]\ntry:\n run()\n"
-    "finally:\n print('rich imported:', 'rich' in sys.modules)"
-)
 
 
 def _ingest(tmp_path, stderr) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", PROBE, "ingest", str(LOG), "--db", str(tmp_path / "index.db")],
+        [sys.executable, "-c", imported_probe("rich"), "ingest", str(LOG), "--db", str(tmp_path / "index.db")],
         stdout=subprocess.PIPE,
         stderr=stderr,
         cwd=REPO,
